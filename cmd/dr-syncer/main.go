@@ -1,0 +1,58 @@
+// Command dr-syncer keeps a disaster-recovery copy of a Kubernetes cluster
+// through a Git repository. This package only wires flags to the packages
+// that do the work; see ../../README.md and the packages' doc.go files.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes. They are part of the command-line contract: scripts read them.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed (or, for diff, found differences)
+	exitUsage = 2 // the command line is wrong, or the command is not implemented yet
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the process exit code. Errors are
+// printed once, to stderr, prefixed with the program name.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "dr-syncer: %v\n", err)
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitError
+}
+
+// codedError carries the exit code that an error should end the process with.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+func usageError(err error) error { return &codedError{code: exitUsage, err: err} }

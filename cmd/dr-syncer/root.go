@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "dr-syncer",
+		Short: "Keep a disaster-recovery copy of a Kubernetes cluster through Git",
+		Long: `dr-syncer snapshots a source cluster into a Git repository (one cleaned YAML
+file per object, one commit per change set), renders the commit for the target
+with kustomize overlays, applies it to the DR cluster by server-side apply,
+and copies PVC data with rsync over SSH.
+
+Kubeconfigs come from flags, then DR_SYNCER_SOURCE_KUBECONFIG and
+DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
+		Version:       versionString(),
+		SilenceErrors: true, // run prints the one error message
+		SilenceUsage:  true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	root.CompletionOptions.DisableDefaultCmd = true
+
+	root.AddCommand(newVersionCommand())
+	for _, p := range plannedCommands {
+		root.AddCommand(p.command())
+	}
+	// Unknown subcommands end as a usage error (exit 2), like bad flags.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if err := cobra.NoArgs(cmd, args); err != nil {
+			return usageError(fmt.Errorf("unknown command %q; see 'dr-syncer --help'", args[0]))
+		}
+		return nil
+	}
+	return root
+}
+
+// planned is a command of the CLI contract whose implementation has not
+// landed yet. It exists so that the contract is visible in --help, and it
+// fails with exit code 2 and the issue that brings it, whatever its arguments.
+type planned struct {
+	use   string
+	short string
+	issue int
+}
+
+var plannedCommands = []planned{
+	{"init --repo DIR --source NAME --target NAME [--namespace-map SRC=DST]... [--storage-class-map A=B]...", "Create a DR repository: the mapping file and the target overlay", 3},
+	{"snapshot --repo DIR [--source-kubeconfig F] [--source-context C]", "Record the source cluster as one commit", 3},
+	{"render --repo DIR [--ref REF]", "Print the target's rendered state at a commit as a YAML stream", 4},
+	{"diff --repo DIR [--ref REF] [--target-kubeconfig F]", "Show how the target differs from a commit (exit 0: none, 1: differences)", 4},
+	{"apply --repo DIR [--ref REF] [--target-kubeconfig F] [--dry-run]", "Apply a commit to the target by server-side apply, pruning what left", 4},
+	{"sync --repo DIR [--source-kubeconfig F] [--target-kubeconfig F]", "Snapshot, apply and copy PVC data, once", 4},
+	{"rollback --repo DIR COMMIT", "Revert a commit, then apply", 4},
+	{"status --repo DIR", "Show what the target holds, from which commit, and how far behind", 4},
+	{"failover --repo DIR", "Bring standby workloads back to their replicas", 4},
+	{"run --repo DIR|URL", "Run the controller: scheduled or continuous replication", 6},
+	{"agent", "Serve source volumes read-only to rsync over SSH (runs on a source node)", 5},
+}
+
+func (p planned) command() *cobra.Command {
+	return &cobra.Command{
+		Use:   p.use,
+		Short: p.short,
+		// Any flag of the contract is accepted, so that a script written
+		// against the contract gets "not implemented", not "unknown flag".
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if slices.Contains(args, "--help") || slices.Contains(args, "-h") {
+				return cmd.Help()
+			}
+			return usageError(fmt.Errorf("%s: not implemented yet (issue #%d)", cmd.Name(), p.issue))
+		},
+	}
+}
