@@ -96,8 +96,12 @@ func Start(ctx context.Context, opts Options) (*Pair, error) {
 
 	var wg sync.WaitGroup
 	var srcErr, tgtErr error
-	wg.Go(func() { p.Source, srcErr = startCluster(ctx, SourceName, filepath.Join(p.dir, SourceName), binDir, opts.Detach) })
-	wg.Go(func() { p.Target, tgtErr = startCluster(ctx, TargetName, filepath.Join(p.dir, TargetName), binDir, opts.Detach) })
+	wg.Go(func() {
+		p.Source, srcErr = startCluster(ctx, SourceName, filepath.Join(p.dir, SourceName), binDir, opts.Detach)
+	})
+	wg.Go(func() {
+		p.Target, tgtErr = startCluster(ctx, TargetName, filepath.Join(p.dir, TargetName), binDir, opts.Detach)
+	})
 	wg.Wait()
 	if err := errors.Join(srcErr, tgtErr); err != nil {
 		_ = p.Stop() // whichever one started
@@ -143,8 +147,10 @@ func startCluster(ctx context.Context, name, dir, binDir string, detach bool) (*
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	for _, d := range []string{"etcd", "apiserver"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
 	}
 	c := &Cluster{Name: name, dir: dir}
 	etcdLog, err := c.openLog("etcd.log")
