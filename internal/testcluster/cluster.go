@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -188,7 +190,9 @@ func startCluster(ctx context.Context, name, dir, binDir string, detach bool) (*
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = clientQPS, clientBurst
 	c.Config = cfg
-	c.Kubeconfig = c.env.KubeConfig
+	if c.Kubeconfig, err = kubeconfig(name, cfg); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, errors.Join(err, c.stop()))
+	}
 	if c.clientset, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, errors.Join(err, c.stop()))
 	}
@@ -196,6 +200,17 @@ func startCluster(ctx context.Context, name, dir, binDir string, detach bool) (*
 		return nil, fmt.Errorf("cluster %s: %w", name, errors.Join(err, c.stop()))
 	}
 	return c, nil
+}
+
+// kubeconfig writes cfg as a kubeconfig whose cluster, user and context are
+// all called name, so that the source's and the target's can be merged.
+func kubeconfig(name string, cfg *rest.Config) ([]byte, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters[name] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
+	kc.CurrentContext = name
+	return clientcmd.Write(*kc)
 }
 
 // Clientset is a typed client for this cluster.

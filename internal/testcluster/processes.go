@@ -143,3 +143,14 @@ func terminate(ctx context.Context, pids []int, sig syscall.Signal, grace time.D
 		}
 	}
 }
+
+// CountProcesses counts the control-plane processes of the clusters kept in
+// dir.
+func CountProcesses(dir string) (int, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return 0, err
+	}
+	procs, err := controlPlaneProcesses(dir)
+	return len(procs), err
+}
