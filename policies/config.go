@@ -1,0 +1,182 @@
+package policies
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The identity of the mapping file.
+const (
+	APIVersion = "dr-syncer.io/v1alpha1"
+	Kind       = "SyncConfig"
+	FileName   = "dr-syncer.yaml"
+)
+
+// IgnoreLabel on an object (or a namespace) with the value "true" keeps it out
+// of the snapshot, whatever the mapping says.
+const IgnoreLabel = "dr-syncer.io/ignore"
+
+// SyncConfig is the mapping file, dr-syncer.yaml.
+type SyncConfig struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       Spec     `json:"spec"`
+}
+
+// Metadata names the mapping.
+type Metadata struct {
+	Name string `json:"name"`
+}
+
+// Spec is what is replicated, from where to where, and how.
+type Spec struct {
+	// Source and Target name the clusters. The names are path components of
+	// the DR repository (snapshots/<source>/, overlays/<target>/); how to
+	// reach the clusters (kubeconfigs, credentials) is never written here.
+	Source ClusterRef `json:"source"`
+	Target ClusterRef `json:"target"`
+	// Namespaces maps source namespaces to target namespaces; at least one.
+	Namespaces []NamespaceMapping `json:"namespaces"`
+	Resources  Resources          `json:"resources,omitempty"`
+	Secrets    Secrets            `json:"secrets,omitempty"`
+	// StorageClasses renames PVC storage classes on the way to the target
+	// (read by the render stage).
+	StorageClasses []NameMapping `json:"storageClasses,omitempty"`
+	// AccessModes renames PVC access modes, e.g. ReadWriteOnce to
+	// ReadWriteMany (read by the render stage).
+	AccessModes []NameMapping `json:"accessModes,omitempty"`
+	Replication Replication   `json:"replication,omitempty"`
+}
+
+// ClusterRef names a cluster.
+type ClusterRef struct {
+	Name string `json:"name"`
+}
+
+// NamespaceMapping maps one source namespace by name (Source, Target), or every
+// source namespace whose labels match Selector to a namespace of the same name.
+type NamespaceMapping struct {
+	Source string `json:"source,omitempty"`
+	// Target defaults to Source.
+	Target   string                `json:"target,omitempty"`
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// NameMapping renames one value.
+type NameMapping struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+}
+
+// Resources chooses the kinds and objects taken.
+type Resources struct {
+	// Include, when not empty, is the list of kinds taken (Namespaces and
+	// CustomResourceDefinitions are always included unless excluded).
+	// Empty: every listable kind.
+	Include []KindRef `json:"include,omitempty"`
+	// Exclude lists kinds never taken.
+	Exclude []KindRef `json:"exclude,omitempty"`
+	// ExcludeObjects leaves out single objects; a filter matches an object
+	// when all of its set fields match.
+	ExcludeObjects []ObjectFilter `json:"excludeObjects,omitempty"`
+	// DisableDefaultExclusions turns rows of DefaultExclusions off, by ID.
+	DisableDefaultExclusions []string `json:"disableDefaultExclusions,omitempty"`
+}
+
+// KindRef names a kind; Group "" is the core group.
+type KindRef struct {
+	Group string `json:"group,omitempty"`
+	Kind  string `json:"kind"`
+}
+
+// ObjectFilter matches objects; at least one field is set, and an object
+// matches when every set field matches.
+type ObjectFilter struct {
+	Kind *KindRef `json:"kind,omitempty"`
+	// Namespace is a glob (path.Match syntax) over the source namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// Name is a glob (path.Match syntax) over the object's name.
+	Name     string                `json:"name,omitempty"`
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// SecretMode says how Secrets reach the repository.
+type SecretMode string
+
+// Secret modes.
+const (
+	// SecretModeEncrypt stores Secret data encrypted to the age recipients.
+	SecretModeEncrypt SecretMode = "encrypt"
+	// SecretModeExclude does not take Secrets at all.
+	SecretModeExclude SecretMode = "exclude"
+)
+
+// Secrets decides how Secrets are handled; they never reach the repository
+// in plaintext.
+type Secrets struct {
+	// Mode defaults to SecretModeEncrypt.
+	Mode SecretMode `json:"mode,omitempty"`
+	// Recipients are age recipients (age1…), one per entry; at least one
+	// when Mode is encrypt and Secrets are taken.
+	Recipients []string `json:"recipients,omitempty"`
+}
+
+// ReplicationMode says when snapshots are taken.
+type ReplicationMode string
+
+// Replication modes.
+const (
+	ReplicationModeManual     ReplicationMode = "manual"
+	ReplicationModeScheduled  ReplicationMode = "scheduled"
+	ReplicationModeContinuous ReplicationMode = "continuous"
+)
+
+// Replication says when snapshots are taken.
+type Replication struct {
+	// Mode defaults to ReplicationModeManual.
+	Mode ReplicationMode `json:"mode,omitempty"`
+	// Schedule is a five-field cron expression, required when (and only
+	// when) Mode is scheduled.
+	Schedule string `json:"schedule,omitempty"`
+	// TimeZone is an IANA time zone for Schedule; empty means UTC.
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// Default fills in what the file may leave out: apiVersion and kind, the
+// target of a namespace mapped by name (its own name), the Secret mode
+// (encrypt) and the replication mode (manual). Decode calls it; call it
+// after building a SyncConfig in Go to get the same meaning.
+func (c *SyncConfig) Default() {
+	if c.APIVersion == "" {
+		c.APIVersion = APIVersion
+	}
+	if c.Kind == "" {
+		c.Kind = Kind
+	}
+	for i := range c.Spec.Namespaces {
+		m := &c.Spec.Namespaces[i]
+		if m.Source != "" && m.Target == "" {
+			m.Target = m.Source
+		}
+	}
+	if c.Spec.Secrets.Mode == "" {
+		c.Spec.Secrets.Mode = SecretModeEncrypt
+	}
+	if c.Spec.Replication.Mode == "" {
+		c.Spec.Replication.Mode = ReplicationModeManual
+	}
+}
+
+func (c *SyncConfig) secretMode() SecretMode {
+	if c.Spec.Secrets.Mode == "" {
+		return SecretModeEncrypt
+	}
+	return c.Spec.Secrets.Mode
+}
+
+func (c *SyncConfig) replicationMode() ReplicationMode {
+	if c.Spec.Replication.Mode == "" {
+		return ReplicationModeManual
+	}
+	return c.Spec.Replication.Mode
+}
