@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // time zones of scheduled mode, on machines without zone files
 )
 
 // Exit codes. They are part of the command-line contract: scripts read them.

@@ -30,7 +30,7 @@ DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	root.AddCommand(newVersionCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand())
 	for _, p := range plannedCommands {
 		root.AddCommand(p.command())
 	}
@@ -54,8 +54,6 @@ type planned struct {
 }
 
 var plannedCommands = []planned{
-	{"init --repo DIR --source NAME --target NAME [--namespace-map SRC=DST]... [--storage-class-map A=B]...", "Create a DR repository: the mapping file and the target overlay", 3},
-	{"snapshot --repo DIR [--source-kubeconfig F] [--source-context C]", "Record the source cluster as one commit", 3},
 	{"render --repo DIR [--ref REF]", "Print the target's rendered state at a commit as a YAML stream", 4},
 	{"diff --repo DIR [--ref REF] [--target-kubeconfig F]", "Show how the target differs from a commit (exit 0: none, 1: differences)", 4},
 	{"apply --repo DIR [--ref REF] [--target-kubeconfig F] [--dry-run]", "Apply a commit to the target by server-side apply, pruning what left", 4},

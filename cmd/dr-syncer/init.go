@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dr-syncer/dr-syncer/controller"
+	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/snapshot"
+)
+
+type initFlags struct {
+	repo, source, target, identity string
+	namespaceMap, storageClassMap  []string
+	recipients                     []string
+}
+
+func newInitCommand() *cobra.Command {
+	var f initFlags
+	cmd := &cobra.Command{
+		Use:   "init --repo DIR --source NAME --target NAME [--namespace-map SRC=DST]... [--storage-class-map A=B]...",
+		Short: "Create a DR repository: the mapping file and the target overlay",
+		Long: `Create a DR repository in DIR (a new Git repository, or an existing one without
+a dr-syncer.yaml): a commented dr-syncer.yaml and the overlay skeleton of the
+target, in one commit.
+
+Secrets are encrypted with age. Without --recipient, init uses the age identity
+at --identity, $` + snapshot.IdentityEnv + `, or the default path
+(~/.config/dr-syncer/keys/<source>-to-<target>.agekey), generating it there
+(mode 0600, outside the repository) when it does not exist yet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.repo, "repo", "", "the repository directory (required)")
+	fl.StringVar(&f.source, "source", "", "name of the source cluster, a DNS label (required)")
+	fl.StringVar(&f.target, "target", "", "name of the target cluster, a DNS label (required)")
+	fl.StringArrayVar(&f.namespaceMap, "namespace-map", nil, "map a source namespace to a target one, SRC=DST or SRC (same name); repeatable")
+	fl.StringArrayVar(&f.storageClassMap, "storage-class-map", nil, "map a source storage class to a target one, A=B; repeatable")
+	fl.StringArrayVar(&f.recipients, "recipient", nil, "age recipient to encrypt Secrets to; repeatable (default: the identity's own)")
+	fl.StringVar(&f.identity, "identity", "", "age identity file (default: $"+snapshot.IdentityEnv+", then ~/.config/dr-syncer/keys/<name>.agekey)")
+	for _, name := range []string{"repo", "source", "target"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func runInit(cmd *cobra.Command, f initFlags) error {
+	ctx, out := cmd.Context(), cmd.OutOrStdout()
+	nsMap, err := parseMappings("--namespace-map", f.namespaceMap, true)
+	if err != nil {
+		return err
+	}
+	scMap, err := parseMappings("--storage-class-map", f.storageClassMap, false)
+	if err != nil {
+		return err
+	}
+	name := f.source + "-to-" + f.target
+	opts := policies.InitOptions{Name: name, Source: f.source, Target: f.target, NamespaceMap: nsMap, StorageClassMap: scMap, Recipients: f.recipients}
+
+	// Validate everything before anything is written: a throwaway recipient
+	// stands in for one that may still have to be generated.
+	probe := opts
+	if len(probe.Recipients) == 0 {
+		probe.Recipients = []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}
+	}
+	if _, err := renderInitFile(probe); err != nil {
+		return err
+	}
+	repo, err := openOrInitRepo(ctx, f.repo)
+	if err != nil {
+		return err
+	}
+
+	if len(opts.Recipients) == 0 {
+		path, err := snapshot.IdentityPath(f.identity, name)
+		if err != nil {
+			return err
+		}
+		id, err := snapshot.LoadIdentity(path)
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "Using the age identity at %s\n", path)
+		case errors.Is(err, fs.ErrNotExist):
+			if id, err = snapshot.GenerateIdentity(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Generated an age identity at %s (mode 0600).\nIt decrypts the Secrets of this repository: keep it safe and out of Git; apply and sync find it there.\n", path)
+		default:
+			return err
+		}
+		opts.Recipients = []string{id.Recipient().String()}
+	}
+	config, err := renderInitFile(opts)
+	if err != nil {
+		return err
+	}
+	changes := []gitstore.Change{
+		{Path: policies.FileName, Content: config},
+		{Path: "overlays/" + f.target + "/kustomization.yaml", Content: overlaySkeleton(f.source, f.target)},
+	}
+	commit, err := repo.Commit(ctx, changes, gitstore.CommitOptions{
+		Branch:  controller.DefaultBranch,
+		Message: fmt.Sprintf("init: replicate %s to %s\n", f.source, f.target),
+	})
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", f.repo, err)
+	}
+	fmt.Fprintf(out, "Initialised %s (commit %s on %s): %s, overlays/%s/kustomization.yaml\n",
+		f.repo, short(commit.String()), controller.DefaultBranch, policies.FileName, f.target)
+	return nil
+}
+
+func renderInitFile(opts policies.InitOptions) ([]byte, error) {
+	data, err := policies.InitFile(opts)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	if _, err := policies.Decode(policies.FileName, data); err != nil {
+		return nil, usageError(err)
+	}
+	return data, nil
+}
+
+// openOrInitRepo opens dir if it is a repository without a mapping yet, or
+// creates a new repository there.
+func openOrInitRepo(ctx context.Context, dir string) (*gitstore.Repository, error) {
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		return gitstore.Init(ctx, dir)
+	}
+	repo, err := gitstore.Open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	_, err = repo.ReadFile(ctx, controller.DefaultBranch, policies.FileName)
+	if err == nil {
+		return nil, usageError(fmt.Errorf("repository %s: already has a %s on %s", dir, policies.FileName, controller.DefaultBranch))
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return repo, nil
+}
+
+// parseMappings parses SRC=DST flag values; with identity allowed, SRC alone
+// maps a name to itself.
+func parseMappings(flag string, values []string, identity bool) ([]policies.NameMapping, error) {
+	var ms []policies.NameMapping
+	for _, v := range values {
+		src, dst, ok := strings.Cut(v, "=")
+		if !ok && identity {
+			dst = src
+		}
+		if src == "" || dst == "" || (!ok && !identity) {
+			return nil, usageError(fmt.Errorf("%s %q: want SRC=DST", flag, v))
+		}
+		ms = append(ms, policies.NameMapping{Source: src, Target: dst})
+	}
+	return ms, nil
+}
+
+// overlaySkeleton is overlays/<target>/kustomization.yaml as init writes it.
+// People own this file from then on; dr-syncer never rewrites it.
+func overlaySkeleton(source, target string) []byte {
+	return fmt.Appendf(nil, `# The overlay that turns the snapshot of %[1]s into what %[2]s runs.
+#
+# This file is yours: dr-syncer wrote it once (init) and never rewrites it.
+# Add your own patches, images or labels here. dr-syncer regenerates
+# generated/ from dr-syncer.yaml (namespace and storage-class mapping, DR
+# standby) at every snapshot; the render stage builds this kustomization
+# from the commit's tree.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- ../../snapshots/%[1]s
+`, source, target)
+}

@@ -1,0 +1,168 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/snapshot"
+)
+
+// DefaultBranch is the branch snapshots are committed to, and the target
+// follows, unless review mode says otherwise.
+const DefaultBranch = "main"
+
+// SnapshotOptions say what to snapshot and where to record it.
+type SnapshotOptions struct {
+	Repo   *gitstore.Repository
+	Branch string // default DefaultBranch
+	Config *policies.SyncConfig
+	Source *rest.Config
+	// Sealer seals Secrets; required unless the mapping excludes them.
+	Sealer *snapshot.Sealer
+	// Mode is recorded in the Snapshot-Mode trailer: manual, scheduled or
+	// continuous. Default manual.
+	Mode string
+}
+
+// SnapshotResult is what one snapshot did.
+type SnapshotResult struct {
+	// Commit is the new commit, or the current tip when nothing changed.
+	Commit                   plumbing.Hash
+	Changed                  bool
+	Added, Modified, Removed []string // paths in the repository
+	Objects                  int      // objects in the snapshot
+	Skipped                  map[string]int
+}
+
+// Snapshot reads the source, writes its object set under
+// snapshots/<source>/ as one commit touching only what changed, and returns
+// what it did. Nothing changed: no commit.
+func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error) {
+	branch := cmp.Or(opts.Branch, DefaultBranch)
+	mode := cmp.Or(opts.Mode, "manual")
+	source := opts.Config.Spec.Source.Name
+
+	// Listing every kind would print the deprecation warning of each
+	// deprecated one (v1 Endpoints...) at every snapshot: they say nothing
+	// about the snapshot.
+	srcCfg := rest.CopyConfig(opts.Source)
+	srcCfg.WarningHandler = rest.NoWarnings{}
+	tip, err := opts.Repo.Head(ctx, branch)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	takeOpts := snapshot.Options{Sealer: opts.Sealer}
+	if !tip.IsZero() {
+		// Read from the commit, not the branch, so that every object
+		// comes from the same snapshot even if the branch moves meanwhile.
+		takeOpts.Previous = func(ctx context.Context, id snapshot.ID) (*unstructured.Unstructured, error) {
+			return previous(ctx, opts.Repo, tip.String(), source, id)
+		}
+	}
+	set, err := snapshot.Take(ctx, opts.Config, srcCfg, takeOpts)
+	if err != nil {
+		return SnapshotResult{}, fmt.Errorf("source %s: %w", source, err)
+	}
+
+	files := make(map[string][]byte, len(set.Objects))
+	for _, o := range set.Objects {
+		id := snapshot.ID{Group: o.GroupVersionKind().Group, Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
+		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
+		if err != nil {
+			return SnapshotResult{}, fmt.Errorf("%s: %w", id, err)
+		}
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return SnapshotResult{}, fmt.Errorf("%s: encode: %w", id, err)
+		}
+		if _, dup := files[path]; dup {
+			return SnapshotResult{}, fmt.Errorf("%s: two objects map to %s", id, path)
+		}
+		files[path] = data
+	}
+	cs, err := opts.Repo.Diff(ctx, branch, gitstore.SnapshotPrefix(source), files)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	res := SnapshotResult{
+		Added: cs.Added, Modified: cs.Modified, Removed: cs.Removed,
+		Objects: len(set.Objects), Skipped: set.Skipped,
+	}
+	if len(cs.Changes) == 0 {
+		res.Commit, err = opts.Repo.Head(ctx, branch)
+		return res, err
+	}
+	res.Commit, err = opts.Repo.Commit(ctx, cs.Changes, gitstore.CommitOptions{
+		Branch:  branch,
+		Message: snapshotMessage(source, mode, res),
+	})
+	if errors.Is(err, gitstore.ErrNoChange) {
+		res.Commit, err = opts.Repo.Head(ctx, branch)
+		return res, err
+	}
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	res.Changed = true
+	return res, nil
+}
+
+// snapshotMessage is the commit message: a subject a reviewer can scan in
+// `git log --oneline`, and trailers that map the commit to its origin.
+func snapshotMessage(source, mode string, r SnapshotResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "snapshot %s: +%d ~%d -%d\n\n", source, len(r.Added), len(r.Modified), len(r.Removed))
+	for _, group := range []struct {
+		sign  string
+		paths []string
+	}{{"+", r.Added}, {"~", r.Modified}, {"-", r.Removed}} {
+		for i, p := range group.paths {
+			if i == 20 {
+				fmt.Fprintf(&b, "%s … and %d more\n", group.sign, len(group.paths)-20)
+				break
+			}
+			fmt.Fprintf(&b, "%s %s\n", group.sign, strings.TrimPrefix(p, gitstore.SnapshotPrefix(source)))
+		}
+	}
+	fmt.Fprintf(&b, "\nSource-Cluster: %s\nSnapshot-Mode: %s\n", source, mode)
+	fmt.Fprintf(&b, "Objects-Added: %d\nObjects-Changed: %d\nObjects-Removed: %d\n", len(r.Added), len(r.Modified), len(r.Removed))
+	for _, reason := range slices.Sorted(maps.Keys(r.Skipped)) {
+		if reason == "secrets-excluded" {
+			fmt.Fprintf(&b, "Secrets-Excluded: %d\n", r.Skipped[reason])
+		}
+	}
+	return b.String()
+}
+
+// previous reads an object as the commit rev records it, or nil.
+func previous(ctx context.Context, repo *gitstore.Repository, rev, source string, id snapshot.ID) (*unstructured.Unstructured, error) {
+	path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
+	if err != nil {
+		return nil, err
+	}
+	data, err := repo.ReadFile(ctx, rev, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(data, &u.Object); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return u, nil
+}

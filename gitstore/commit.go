@@ -1,0 +1,482 @@
+package gitstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage"
+)
+
+// Change is one file of a commit.
+type Change struct {
+	Path    string // slash-separated, relative to the repository root
+	Content []byte // nil deletes the file; an empty non-nil slice is an empty file
+}
+
+// CommitOptions says where and how Commit records changes.
+type CommitOptions struct {
+	Branch  string    // short branch name, e.g. "main"; created by the first commit
+	Message string    // the whole message, trailers included; a final newline is added if missing
+	Author  Signature // also used as committer; see Signature for defaults
+}
+
+// Signature is the author of a commit. An empty Name defaults to "dr-syncer",
+// an empty Email to "dr-syncer@localhost", a zero When to time.Now().
+type Signature struct {
+	Name, Email string
+	When        time.Time
+}
+
+// ErrNoChange is returned by Commit when the changes leave the tree of the
+// branch as it is; nothing is written then.
+var ErrNoChange = errors.New("no change")
+
+// Commit writes changes on top of the tip of opts.Branch as one commit and
+// returns its hash. It works on git objects directly (blobs, the trees along
+// the changed paths, a commit, a reference update), never by scanning or
+// staging a work tree, so its cost grows with the number of changes, not with
+// the size of the repository.
+//
+// Paths are checked before anything is written: no empty, ".", ".." or
+// ".git" segment, no leading "/", no NUL, no path given twice, and no path
+// that must be both a file and a directory in the new tree; an invalid path
+// is an error naming it. Deleting a file that does not exist is not an error.
+// Existing executable files stay executable; every other file is written as
+// a regular file. Commit returns ErrNoChange, writing nothing, when the new
+// tree equals the tip's.
+//
+// The branch moves with a check-and-set against the tip Commit started from
+// (storer.CheckAndSetReference, under git's "<ref>.lock" file), so when
+// another writer moved it in the meantime Commit fails with an error
+// satisfying errors.Is(err, storage.ErrReferenceHasChanged) instead of
+// losing a commit; calling Commit again is safe.
+//
+// If the repository has a work tree and HEAD points at opts.Branch, the files
+// and index entries of the paths the commit changed are updated to match it
+// (written or removed; directories left empty by removals are removed), under
+// git's index.lock. Every other file and index entry is left alone, so edits
+// people make in the same work tree survive. Once the branch has moved,
+// Commit completes this update even if ctx is cancelled; if the update fails,
+// Commit returns the new commit's hash together with the error.
+func (r *Repository) Commit(ctx context.Context, changes []Change, opts CommitOptions) (plumbing.Hash, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: commit on %s: %w", opts.Branch, err) }
+	refName, err := branchRef(opts.Branch)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	if opts.Message == "" {
+		return plumbing.ZeroHash, fail(errors.New("empty message"))
+	}
+	sig, err := opts.Author.withDefaults()
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	plan, err := planChanges(changes)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	pc, err := r.prepare(ctx, refName, plan, sig, opts.Message)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	hash, err := r.publish(ctx, pc)
+	if err != nil {
+		return hash, fail(err)
+	}
+	return hash, nil
+}
+
+// pendingCommit is a commit built in memory, not written yet.
+type pendingCommit struct {
+	ref     plumbing.ReferenceName
+	old     *plumbing.Reference // the tip it goes on; nil for a new branch
+	oldTree plumbing.Hash
+	hash    plumbing.Hash
+	tree    *treeBuilder // the objects to write and the paths changed
+}
+
+// prepare builds the trees and the commit object on top of the tip of ref.
+func (r *Repository) prepare(ctx context.Context, ref plumbing.ReferenceName, plan *planNode, sig object.Signature, msg string) (*pendingCommit, error) {
+	pc := &pendingCommit{ref: ref, tree: &treeBuilder{r: r}}
+	var err error
+	if pc.old, err = r.tip(ref); err != nil {
+		return nil, err
+	}
+	var parents []plumbing.Hash
+	if pc.old != nil {
+		c, err := object.GetCommit(r.st, pc.old.Hash())
+		if err != nil {
+			return nil, fmt.Errorf("tip %s: %w", pc.old.Hash(), err)
+		}
+		pc.oldTree, parents = c.TreeHash, []plumbing.Hash{pc.old.Hash()}
+	}
+
+	newTree, _, err := pc.tree.rewrite(ctx, pc.oldTree, plan, "")
+	if err != nil {
+		return nil, err
+	}
+	if len(pc.tree.updates) == 0 {
+		return nil, ErrNoChange
+	}
+	if newTree.IsZero() { // everything deleted: the commit has the empty tree
+		if newTree, err = pc.tree.encodeTree(nil); err != nil {
+			return nil, err
+		}
+	}
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	commit := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: newTree, ParentHashes: parents}
+	obj := r.st.NewEncodedObject()
+	if err := commit.Encode(obj); err != nil {
+		return nil, err
+	}
+	pc.hash = obj.Hash()
+	pc.tree.objects = append(pc.tree.objects, obj)
+	return pc, nil
+}
+
+// publish writes the objects of pc, moves the branch and, when the work tree
+// has the branch checked out, updates it. Once the branch has moved it
+// returns the commit's hash, with an error if the work tree update failed.
+func (r *Repository) publish(ctx context.Context, pc *pendingCommit) (plumbing.Hash, error) {
+	// Take the index lock and read the index before moving the branch, so
+	// that a git command holding the lock, or an index Commit cannot
+	// update, makes Commit fail before anything is visible.
+	var idx *indexLock
+	var cur *currentIndex
+	if r.workTree != "" {
+		onBranch, err := r.headIs(pc.ref)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if onBranch {
+			if idx, err = lockIndex(r.gitDir); err != nil {
+				return plumbing.ZeroHash, err
+			}
+			defer idx.release()
+			if cur, err = r.readIndex(idx, pc.oldTree); err != nil {
+				return plumbing.ZeroHash, err
+			}
+		}
+	}
+	if err := pc.tree.store(ctx); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := ctx.Err(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if r.beforeRefUpdate != nil {
+		r.beforeRefUpdate()
+	}
+	if err := r.moveBranch(pc.ref, pc.old, pc.hash); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if idx == nil {
+		return pc.hash, nil
+	}
+	if err := r.updateWorkTree(idx, cur, pc.tree.updates); err != nil {
+		return pc.hash, fmt.Errorf("commit %s written; work tree: %w", pc.hash, err)
+	}
+	return pc.hash, nil
+}
+
+func (s Signature) withDefaults() (object.Signature, error) {
+	sig := object.Signature{Name: s.Name, Email: s.Email, When: s.When}
+	if sig.Name == "" {
+		sig.Name = "dr-syncer"
+	}
+	if sig.Email == "" {
+		sig.Email = "dr-syncer@localhost"
+	}
+	if sig.When.IsZero() {
+		sig.When = time.Now()
+	}
+	for _, f := range []string{sig.Name, sig.Email} {
+		if strings.ContainsAny(f, "<>\n\x00") {
+			return object.Signature{}, fmt.Errorf("author %q: contains '<', '>', newline or NUL", f)
+		}
+	}
+	return sig, nil
+}
+
+// headIs reports whether HEAD is a symbolic reference to name.
+func (r *Repository) headIs(name plumbing.ReferenceName) (bool, error) {
+	head, err := r.st.Reference(plumbing.HEAD)
+	if err != nil {
+		return false, fmt.Errorf("HEAD: %w", err)
+	}
+	return head.Type() == plumbing.SymbolicReference && head.Target() == name, nil
+}
+
+// moveBranch points name at hash if it still points at old (nil: if it
+// still does not exist). It holds git's "<ref>.lock" so that git commands and
+// other gitstore writers wait their turn, and go-git's check-and-set does the
+// compare under the file lock other go-git writers use.
+func (r *Repository) moveBranch(name plumbing.ReferenceName, old *plumbing.Reference, hash plumbing.Hash) error {
+	refFile := filepath.Join(r.commonDir, filepath.FromSlash(string(name)))
+	if err := os.MkdirAll(filepath.Dir(refFile), 0o755); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	lock, err := os.OpenFile(refFile+".lock", os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("update %s: %s.lock exists: another process is updating the branch (remove the file if none is): %w",
+				name, name, storage.ErrReferenceHasChanged)
+		}
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	lock.Close()
+	defer os.Remove(lock.Name())
+
+	ref := plumbing.NewHashReference(name, hash)
+	if old == nil {
+		cur, err := r.tip(name)
+		if err != nil {
+			return fmt.Errorf("update %s: %w", name, err)
+		}
+		if cur != nil {
+			return fmt.Errorf("update %s: created concurrently at %s: %w", name, cur.Hash(), storage.ErrReferenceHasChanged)
+		}
+		err = r.st.SetReference(ref)
+		if err != nil {
+			return fmt.Errorf("update %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := r.st.CheckAndSetReference(ref, old); err != nil {
+		// go-git creates the loose file before comparing; a branch that
+		// was deleted concurrently must not be left as an empty file,
+		// which git reports as a broken ref.
+		if fi, serr := os.Stat(refFile); serr == nil && fi.Size() == 0 {
+			os.Remove(refFile)
+		}
+		if !errors.Is(err, storage.ErrReferenceHasChanged) {
+			err = fmt.Errorf("%w (%w)", storage.ErrReferenceHasChanged, err)
+		}
+		return fmt.Errorf("update %s from %s: %w", name, old.Hash(), err)
+	}
+	return nil
+}
+
+// planNode is the part of the directory tree a commit touches.
+type planNode struct {
+	dirs  map[string]*planNode
+	files map[string]*Change
+}
+
+// planChanges validates changes and arranges them as a tree. A name may be
+// both a file and a directory of the plan: replacing a file by a directory
+// (delete "a", write "a/b") or the reverse is one commit.
+func planChanges(changes []Change) (*planNode, error) {
+	root := &planNode{}
+	seen := make(map[string]bool, len(changes))
+	for i := range changes {
+		c := &changes[i]
+		if err := validatePath(c.Path); err != nil {
+			return nil, fmt.Errorf("path %q: %w", c.Path, err)
+		}
+		if seen[c.Path] {
+			return nil, fmt.Errorf("path %q: given twice", c.Path)
+		}
+		seen[c.Path] = true
+		n := root
+		dir, base := splitPath(c.Path)
+		if dir != "" {
+			for seg := range strings.SplitSeq(dir, "/") {
+				next := n.dirs[seg]
+				if next == nil {
+					next = &planNode{}
+					if n.dirs == nil {
+						n.dirs = map[string]*planNode{}
+					}
+					n.dirs[seg] = next
+				}
+				n = next
+			}
+		}
+		if n.files == nil {
+			n.files = map[string]*Change{}
+		}
+		n.files[base] = c
+	}
+	return root, nil
+}
+
+// fileUpdate is one path whose entry the commit changed.
+type fileUpdate struct {
+	path    string
+	content []byte // nil: removed
+	mode    filemode.FileMode
+	hash    plumbing.Hash
+}
+
+type treeBuilder struct {
+	r       *Repository
+	objects []plumbing.EncodedObject // to store, in no particular order
+	updates []fileUpdate
+}
+
+// rewrite applies the planned changes under n to the tree h (zero: none) at
+// directory dir ("" or ending in "/"), reading and encoding only the trees
+// the plan touches. It returns the new tree's hash, zero when the directory
+// ends up empty, and whether anything changed.
+func (tb *treeBuilder) rewrite(ctx context.Context, h plumbing.Hash, n *planNode, dir string) (plumbing.Hash, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return plumbing.ZeroHash, false, err
+	}
+	old, err := tb.r.readTree(h)
+	if err != nil {
+		return plumbing.ZeroHash, false, err
+	}
+	entries := make(map[string]object.TreeEntry, len(old)+len(n.files))
+	for _, e := range old {
+		entries[e.Name] = e
+	}
+	changed := false
+	files := slices.Sorted(maps.Keys(n.files))
+
+	// Deletions first, then directories, then writes, so that a file can
+	// become a directory and a directory a file in one commit.
+	for _, name := range files {
+		c := n.files[name]
+		e, exists := entries[name]
+		if c.Content != nil || !exists {
+			continue
+		}
+		if e.Mode == filemode.Dir {
+			return plumbing.ZeroHash, false, fmt.Errorf("path %q: is a directory", c.Path)
+		}
+		delete(entries, name)
+		tb.updates = append(tb.updates, fileUpdate{path: c.Path, mode: e.Mode})
+		changed = true
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(n.dirs)) {
+		e, exists := entries[name]
+		if exists && e.Mode != filemode.Dir {
+			return plumbing.ZeroHash, false, fmt.Errorf("path %q: %q is a file", firstPath(n.dirs[name], dir+name+"/"), dir+name)
+		}
+		sub, subChanged, err := tb.rewrite(ctx, e.Hash, n.dirs[name], dir+name+"/")
+		if err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		if !subChanged {
+			continue
+		}
+		changed = true
+		if sub.IsZero() {
+			delete(entries, name)
+		} else {
+			entries[name] = object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: sub}
+		}
+	}
+
+	for _, name := range files {
+		c := n.files[name]
+		if c.Content == nil {
+			continue
+		}
+		e, exists := entries[name]
+		if exists && e.Mode == filemode.Dir {
+			return plumbing.ZeroHash, false, fmt.Errorf("path %q: is a directory", c.Path)
+		}
+		blob := tb.r.st.NewEncodedObject()
+		blob.SetType(plumbing.BlobObject)
+		blob.SetSize(int64(len(c.Content)))
+		if err := writeAll(blob, c.Content); err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		mode := filemode.Regular
+		if exists && e.Mode == filemode.Executable {
+			mode = filemode.Executable
+		}
+		bh := blob.Hash()
+		if exists && e.Hash == bh && e.Mode == mode {
+			continue
+		}
+		tb.objects = append(tb.objects, blob)
+		entries[name] = object.TreeEntry{Name: name, Mode: mode, Hash: bh}
+		tb.updates = append(tb.updates, fileUpdate{path: c.Path, content: c.Content, mode: mode, hash: bh})
+		changed = true
+	}
+
+	if !changed {
+		return h, false, nil
+	}
+	if len(entries) == 0 {
+		return plumbing.ZeroHash, true, nil
+	}
+	list := slices.Collect(maps.Values(entries))
+	sort.Sort(object.TreeEntrySorter(list))
+	nh, err := tb.encodeTree(list)
+	return nh, true, err
+}
+
+func (tb *treeBuilder) encodeTree(entries []object.TreeEntry) (plumbing.Hash, error) {
+	obj := tb.r.st.NewEncodedObject()
+	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	tb.objects = append(tb.objects, obj)
+	return obj.Hash(), nil
+}
+
+// store writes the objects the repository does not have yet.
+func (tb *treeBuilder) store(ctx context.Context) error {
+	for _, o := range tb.objects {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if tb.r.st.HasEncodedObject(o.Hash()) == nil {
+			continue
+		}
+		if _, err := tb.r.st.SetEncodedObject(o); err != nil {
+			return fmt.Errorf("store %s %s: %w", o.Type(), o.Hash(), err)
+		}
+	}
+	return nil
+}
+
+func writeAll(o plumbing.EncodedObject, b []byte) error {
+	w, err := o.Writer()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// firstPath names one path of the plan under n, for messages.
+func firstPath(n *planNode, dir string) string {
+	for _, name := range slices.Sorted(maps.Keys(n.files)) {
+		return n.files[name].Path
+	}
+	for _, name := range slices.Sorted(maps.Keys(n.dirs)) {
+		return firstPath(n.dirs[name], dir+name+"/")
+	}
+	return dir
+}

@@ -1,0 +1,256 @@
+package gitstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// ReadFile returns the content of the file at path in the commit that rev
+// names: a branch, a tag, a commit hash (full or abbreviated) or any other
+// revision git understands ("main~1"). A missing file is an error satisfying
+// errors.Is(err, fs.ErrNotExist).
+func (r *Repository) ReadFile(ctx context.Context, rev, path string) ([]byte, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: read %s at %s: %w", path, rev, err) }
+	if err := validatePath(path); err != nil {
+		return nil, fail(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	root, err := r.resolveTree(ctx, rev)
+	if err != nil {
+		return nil, fail(err)
+	}
+	dir, base := splitPath(path)
+	entries, err := r.subtree(ctx, root, dir)
+	if err != nil {
+		return nil, fail(err)
+	}
+	e, ok := findEntry(entries, base)
+	switch {
+	case !ok:
+		return nil, fail(fs.ErrNotExist)
+	case e.Mode == filemode.Dir:
+		return nil, fail(errors.New("is a directory"))
+	case e.Mode == filemode.Submodule:
+		return nil, fail(errors.New("is a submodule"))
+	}
+	b, err := r.readBlob(e.Hash)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return b, nil
+}
+
+// Files lists the files under prefix ("" for all) in the commit that rev
+// names, keyed by path from the repository root, with their blob hashes, so
+// that a reader can read only the ones it needs. A missing prefix gives an
+// empty map. Submodule entries are not files and are left out.
+func (r *Repository) Files(ctx context.Context, rev, prefix string) (map[string]plumbing.Hash, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: files under %q at %s: %w", prefix, rev, err) }
+	prefix, err := cleanPrefix(prefix)
+	if err != nil {
+		return nil, fail(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	root, err := r.resolveTree(ctx, rev)
+	if err != nil {
+		return nil, fail(err)
+	}
+	files := map[string]plumbing.Hash{}
+	err = r.walkPrefix(ctx, root, prefix, func(p string, e object.TreeEntry) {
+		if e.Mode != filemode.Submodule {
+			files[p] = e.Hash
+		}
+	})
+	if err != nil {
+		return nil, fail(err)
+	}
+	return files, nil
+}
+
+// resolveTree returns the root tree of the commit that rev names.
+func (r *Repository) resolveTree(ctx context.Context, rev string) (plumbing.Hash, error) {
+	if err := ctx.Err(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := r.refresh(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	h, err := r.resolveCommit(rev)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	c, err := object.GetCommit(r.st, h)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", h, err)
+	}
+	return c.TreeHash, nil
+}
+
+// resolveCommit resolves rev without scanning the object database for the
+// common cases (a full hash, a branch, a tag); anything else goes to go-git's
+// revision parser.
+func (r *Repository) resolveCommit(rev string) (plumbing.Hash, error) {
+	if rev == "" {
+		return plumbing.ZeroHash, errors.New("empty revision")
+	}
+	if len(rev) == 40 && plumbing.IsHash(rev) {
+		return r.peel(plumbing.NewHash(rev))
+	}
+	for _, name := range []plumbing.ReferenceName{
+		plumbing.NewBranchReferenceName(rev),
+		plumbing.NewTagReferenceName(rev),
+	} {
+		if name.Validate() != nil {
+			continue
+		}
+		ref, err := r.st.Reference(name)
+		if errors.Is(err, plumbing.ErrReferenceNotFound) {
+			continue
+		}
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if ref.Type() != plumbing.HashReference {
+			break
+		}
+		return r.peel(ref.Hash())
+	}
+	h, err := r.git.ResolveRevision(plumbing.Revision(rev))
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("revision %q: %w", rev, err)
+	}
+	return *h, nil
+}
+
+// peel follows annotated tags to the commit they name.
+func (r *Repository) peel(h plumbing.Hash) (plumbing.Hash, error) {
+	for range 10 {
+		o, err := r.st.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("object %s: %w", h, err)
+		}
+		switch o.Type() {
+		case plumbing.CommitObject:
+			return h, nil
+		case plumbing.TagObject:
+			t, err := object.DecodeTag(r.st, o)
+			if err != nil {
+				return plumbing.ZeroHash, fmt.Errorf("tag %s: %w", h, err)
+			}
+			h = t.Target
+		default:
+			return plumbing.ZeroHash, fmt.Errorf("object %s is a %s, not a commit", h, o.Type())
+		}
+	}
+	return plumbing.ZeroHash, fmt.Errorf("object %s: tag chain too long", h)
+}
+
+// readTree returns the entries of a tree; a zero hash is the empty tree.
+func (r *Repository) readTree(h plumbing.Hash) ([]object.TreeEntry, error) {
+	if h.IsZero() {
+		return nil, nil
+	}
+	t, err := object.GetTree(r.st, h)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", h, err)
+	}
+	return t.Entries, nil
+}
+
+func (r *Repository) readBlob(h plumbing.Hash) ([]byte, error) {
+	o, err := r.st.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	return b, nil
+}
+
+// subtree returns the entries of directory dir ("" for the root, no trailing
+// slash) under root, reading only the trees along dir. A directory that does
+// not exist, or is a file, has no entries.
+func (r *Repository) subtree(ctx context.Context, root plumbing.Hash, dir string) ([]object.TreeEntry, error) {
+	entries, err := r.readTree(root)
+	if err != nil || dir == "" {
+		return entries, err
+	}
+	for seg := range strings.SplitSeq(dir, "/") {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e, ok := findEntry(entries, seg)
+		if !ok || e.Mode != filemode.Dir {
+			return nil, nil
+		}
+		if entries, err = r.readTree(e.Hash); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+// walkPrefix calls fn for every non-tree entry under prefix (canonical, see
+// cleanPrefix), reading only the trees under it.
+func (r *Repository) walkPrefix(ctx context.Context, root plumbing.Hash, prefix string, fn func(path string, e object.TreeEntry)) error {
+	entries, err := r.subtree(ctx, root, strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return err
+	}
+	return r.walk(ctx, entries, prefix, fn)
+}
+
+func (r *Repository) walk(ctx context.Context, entries []object.TreeEntry, dir string, fn func(string, object.TreeEntry)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Mode != filemode.Dir {
+			fn(dir+e.Name, e)
+			continue
+		}
+		sub, err := r.readTree(e.Hash)
+		if err != nil {
+			return err
+		}
+		if err := r.walk(ctx, sub, dir+e.Name+"/", fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func findEntry(entries []object.TreeEntry, name string) (object.TreeEntry, bool) {
+	for _, e := range entries {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return object.TreeEntry{}, false
+}
+
+// splitPath splits a valid path into its directory ("" at the root) and base.
+func splitPath(p string) (dir, base string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}

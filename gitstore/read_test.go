@@ -1,0 +1,110 @@
+package gitstore
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReadFileAndFiles(t *testing.T) {
+	r, dir := initRepo(t)
+	ctx := t.Context()
+	first := commit(t, r, "main",
+		put("dr-syncer.yaml", "v1"),
+		put("snapshots/prod/a/ConfigMap/x.yaml", "x1"),
+		put("snapshots/prod/b/Secret/s.yaml", "s1"),
+	)
+	gitRun(t, dir, "tag", "-a", "-m", "first", "v1")
+	gitRun(t, dir, "tag", "light", first.String())
+	second := commit(t, r, "main",
+		put("snapshots/prod/a/ConfigMap/x.yaml", "x2"),
+		del("snapshots/prod/b/Secret/s.yaml"),
+		put("snapshots/prod/c/ConfigMap/y.yaml", "y2"),
+	)
+
+	for _, tc := range []struct {
+		rev, path, want string
+	}{
+		{"main", "snapshots/prod/a/ConfigMap/x.yaml", "x2"},
+		{second.String(), "snapshots/prod/a/ConfigMap/x.yaml", "x2"},
+		{first.String(), "snapshots/prod/a/ConfigMap/x.yaml", "x1"},
+		{first.String()[:12], "snapshots/prod/a/ConfigMap/x.yaml", "x1"},
+		{"v1", "snapshots/prod/b/Secret/s.yaml", "s1"},
+		{"light", "dr-syncer.yaml", "v1"},
+		{"main~1", "snapshots/prod/b/Secret/s.yaml", "s1"},
+		{"main", "dr-syncer.yaml", "v1"},
+	} {
+		got, err := r.ReadFile(ctx, tc.rev, tc.path)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("ReadFile(%s, %s) = %q, %v; want %q", tc.rev, tc.path, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		rev, path string
+		notExist  bool
+	}{
+		{"main", "snapshots/prod/b/Secret/s.yaml", true},
+		{"main", "missing/deep/file", true},
+		{"main", "dr-syncer.yaml/below", true},
+		{first.String(), "snapshots/prod/c/ConfigMap/y.yaml", true},
+		{"main", "snapshots/prod", false},
+		{"main", "../x", false},
+		{"no-such-branch", "dr-syncer.yaml", false},
+		{strings.Repeat("0", 40), "dr-syncer.yaml", false},
+	} {
+		_, err := r.ReadFile(ctx, tc.rev, tc.path)
+		if err == nil || errors.Is(err, fs.ErrNotExist) != tc.notExist || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("ReadFile(%s, %s) = %v; want an error naming the path, fs.ErrNotExist: %v", tc.rev, tc.path, err, tc.notExist)
+		}
+	}
+
+	// Files agrees with git ls-tree, at the tip and at an older commit.
+	for _, rev := range []string{"main", first.String(), "v1"} {
+		for _, prefix := range []string{"", "snapshots/prod/", "snapshots/prod/a", "snapshots/none/", "dr-syncer.yaml"} {
+			got, err := r.Files(ctx, rev, prefix)
+			if err != nil {
+				t.Fatalf("Files(%s, %q): %v", rev, prefix, err)
+			}
+			want := map[string]plumbing.Hash{}
+			for _, l := range gitLines(t, dir, "ls-tree", "-r", rev) {
+				meta, path, _ := strings.Cut(l, "\t")
+				if dirPrefix := strings.TrimSuffix(prefix, "/") + "/"; prefix == "" || strings.HasPrefix(path, dirPrefix) {
+					want[path] = plumbing.NewHash(strings.Fields(meta)[2])
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Files(%s, %q) (-git ls-tree +got):\n%s", rev, prefix, diff)
+			}
+		}
+	}
+	if _, err := r.Files(ctx, "nope", ""); err == nil {
+		t.Error("Files at an unknown revision: no error")
+	}
+}
+
+func TestHead(t *testing.T) {
+	r, dir := initRepo(t)
+	ctx := t.Context()
+	if h, err := r.Head(ctx, "snapshots/prod"); err != nil || !h.IsZero() {
+		t.Errorf("Head of a missing branch = %s, %v", h, err)
+	}
+	h := commit(t, r, "snapshots/prod", put("a", "1"))
+	if got, err := r.Head(ctx, "snapshots/prod"); err != nil || got != h || got != revParse(t, dir, "snapshots/prod") {
+		t.Errorf("Head = %s, %v; want %s", got, err, h)
+	}
+	gitRun(t, dir, "pack-refs", "--all")
+	if got, err := r.Head(ctx, "snapshots/prod"); err != nil || got != h {
+		t.Errorf("Head of a packed ref = %s, %v; want %s", got, err, h)
+	}
+	h2 := commit(t, r, "snapshots/prod", put("a", "2"))
+	if got := revParse(t, dir, "snapshots/prod"); got != h2 {
+		t.Errorf("commit on a packed ref: branch at %s, want %s", got, h2)
+	}
+	if _, err := r.Head(ctx, "bad..name"); err == nil {
+		t.Error("Head of an invalid branch name: no error")
+	}
+}

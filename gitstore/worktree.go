@@ -1,0 +1,347 @@
+package gitstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// indexLock is git's index.lock: whoever creates it may write the index, by
+// writing the lock file and renaming it over the index.
+type indexLock struct {
+	f     *os.File
+	index string
+}
+
+func lockIndex(gitDir string) (*indexLock, error) {
+	index := filepath.Join(gitDir, "index")
+	f, err := os.OpenFile(index+".lock", os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%s.lock exists: another git process is using the work tree (remove the file if none is)", index)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &indexLock{f: f, index: index}, nil
+}
+
+// release removes the lock unless commit has renamed it into place.
+func (l *indexLock) release() {
+	if l.f != nil {
+		l.f.Close()
+		os.Remove(l.f.Name())
+		l.f = nil
+	}
+}
+
+func (l *indexLock) commit() error {
+	name := l.f.Name()
+	err := l.f.Close()
+	l.f = nil
+	if err == nil {
+		err = os.Rename(name, l.index)
+	}
+	if err != nil {
+		os.Remove(name)
+	}
+	return err
+}
+
+// updateWorkTree makes the files and index entries of the updated paths
+// match the new commit, leaving everything else alone. A file that cannot be
+// written still gets its new index entry, without file system information,
+// so that git shows the difference instead of hiding it.
+func (r *Repository) updateWorkTree(lock *indexLock, cur *currentIndex, updates []fileUpdate) error {
+	// Removals first: a directory may have to go before a file of its name
+	// is written.
+	slices.SortFunc(updates, func(a, b fileUpdate) int {
+		if ra, rb := a.content == nil, b.content == nil; ra != rb {
+			if ra {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	ups := make([]indexUpdate, len(updates))
+	var errs []error
+	for i, u := range updates {
+		ups[i] = indexUpdate{path: u.path, remove: u.content == nil, mode: u.mode, hash: u.hash}
+		if u.content == nil {
+			if err := removeWorkFile(r.workTree, u.path); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		st, err := writeWorkFile(r.workTree, u.path, u.content, u.mode == filemode.Executable)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ups[i].stat = st
+	}
+	slices.SortFunc(ups, func(a, b indexUpdate) int { return strings.Compare(a.path, b.path) })
+
+	if err := r.writeIndex(lock, cur, ups); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// indexCache keeps the index file Commit last wrote, parsed, with the SHA-1
+// states of its hash (see hashIndex), so that the next Commit neither reads
+// nor parses it again nor rehashes the part before the first changed entry,
+// as long as the file on disk is still that one. It costs about twice the
+// index size in memory (the content and a buffer for the next one).
+type indexCache struct {
+	file  os.FileInfo // the index file as written; nil: nothing cached
+	ix    *indexFile
+	sum   []byte // its checksum
+	marks [][]byte
+	spare []byte
+}
+
+// load returns the parsed index and whether it is the cached one (so that
+// the hash marks apply), or, for a version 4 index, errIndexV4 and the file.
+func (c *indexCache) load(name string) (*indexFile, bool, []byte, error) {
+	if c.file != nil && c.current(name) {
+		return c.ix, true, nil, nil
+	}
+	c.file = nil
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	ix, err := parseIndex(data)
+	return ix, false, data, err
+}
+
+// current reports whether the index file is still the one c holds: same
+// inode, size, times and checksum (go-git rewrites the index in place).
+func (c *indexCache) current(name string) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !os.SameFile(fi, c.file) || fi.Size() != c.file.Size() ||
+		!fi.ModTime().Equal(c.file.ModTime()) || !sameChangeTime(fi, c.file) || fi.Size() < sha1.Size {
+		return false
+	}
+	sum := make([]byte, sha1.Size)
+	_, err = f.ReadAt(sum, fi.Size()-sha1.Size)
+	return err == nil && bytes.Equal(sum, c.sum)
+}
+
+// currentIndex is the index as Commit found it, under index.lock.
+type currentIndex struct {
+	ix     *indexFile // nil for a version 4 index: see raw
+	cached bool       // ix is the cached one, whose hash marks apply
+	raw    []byte     // the file, when it was read
+}
+
+// readIndex reads the index (the cached one if still current) and checks
+// that Commit can update it, before anything is written. Without an index
+// it starts from the files of oldTree.
+func (r *Repository) readIndex(lock *indexLock, oldTree plumbing.Hash) (*currentIndex, error) {
+	ix, cached, raw, err := r.idx.load(lock.index)
+	if errors.Is(err, fs.ErrNotExist) {
+		if raw, err = r.indexOfTree(oldTree); err == nil {
+			ix, err = parseIndex(raw)
+		}
+	}
+	if errors.Is(err, errIndexV4) {
+		return &currentIndex{raw: raw}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ix.extensions(nil); err != nil {
+		return nil, err
+	}
+	return &currentIndex{ix: ix, cached: cached, raw: raw}, nil
+}
+
+// writeIndex writes the index with ups applied into the lock and puts it in
+// place.
+func (r *Repository) writeIndex(lock *indexLock, cur *currentIndex, ups []indexUpdate) error {
+	c := &r.idx
+	if cur.ix == nil {
+		w := bufio.NewWriterSize(lock.f, 1<<16)
+		if err := patchIndexGoGit(cur.raw, ups, w); err != nil {
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		return lock.commit()
+	}
+	ix, cached := cur.ix, cur.cached
+	c.file = nil // apply may change the cached index in place
+	same, old, err := ix.apply(ups, c.spare)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		c.spare = old[:0]
+	}
+	if !cached {
+		same = 0
+	}
+
+	// Hash on one core while the other writes: the two cost about the same.
+	preallocate(lock.f, int64(len(ix.data)+sha1.Size))
+	type hashed struct {
+		sum   []byte
+		marks [][]byte
+	}
+	ch := make(chan hashed, 1)
+	go func() {
+		sum, marks := hashIndex(ix.data, c.marks, same)
+		ch <- hashed{sum, marks}
+	}()
+	_, werr := lock.f.Write(ix.data)
+	h := <-ch
+	if werr != nil {
+		return werr
+	}
+	if _, err := lock.f.Write(h.sum); err != nil {
+		return err
+	}
+	if err := lock.commit(); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(lock.index); err == nil {
+		c.file, c.ix, c.sum, c.marks = fi, ix, h.sum, h.marks
+	}
+	return nil
+}
+
+// indexOfTree returns the index a work tree without one is taken to have:
+// the files of the tree it was committed from (none for a first commit).
+func (r *Repository) indexOfTree(tree plumbing.Hash) ([]byte, error) {
+	var files []indexUpdate
+	entries, err := r.readTree(tree)
+	if err != nil {
+		return nil, err
+	}
+	err = r.walk(context.Background(), entries, "", func(p string, e object.TreeEntry) {
+		files = append(files, indexUpdate{path: p, mode: e.Mode, hash: e.Hash})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(files, func(a, b indexUpdate) int { return strings.Compare(a.path, b.path) })
+	return newIndexData(files), nil
+}
+
+// checkDirs makes sure the directories leading to rel exist inside root as
+// real directories, creating them if create is set. A symbolic link or a file
+// in the way is an error: git never writes through a symbolic link, or
+// a link committed by someone could make it write outside the work tree.
+// It reports false when a directory is missing and create is not set.
+func checkDirs(root, rel string, create bool) (bool, error) {
+	dir := root
+	segs := strings.Split(rel, "/")
+	for _, seg := range segs[:len(segs)-1] {
+		dir = filepath.Join(dir, seg)
+		fi, err := os.Lstat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && create:
+			if err := os.Mkdir(dir, 0o777); err != nil {
+				return false, fmt.Errorf("%s: %w", rel, err)
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("%s: %w", rel, err)
+		case !fi.IsDir():
+			return false, fmt.Errorf("%s: %s is not a directory", rel, dir)
+		}
+	}
+	return true, nil
+}
+
+func writeWorkFile(root, rel string, content []byte, executable bool) (indexStat, error) {
+	if _, err := checkDirs(root, rel, true); err != nil {
+		return indexStat{}, err
+	}
+	name := filepath.Join(root, filepath.FromSlash(rel))
+	if fi, err := os.Lstat(name); err == nil {
+		if fi.IsDir() {
+			return indexStat{}, fmt.Errorf("%s: is a directory in the work tree", rel)
+		}
+		if !fi.Mode().IsRegular() {
+			if err := os.Remove(name); err != nil {
+				return indexStat{}, fmt.Errorf("%s: %w", rel, err)
+			}
+		}
+	}
+	perm := os.FileMode(0o666)
+	if executable {
+		perm = 0o777
+	}
+	if err := os.WriteFile(name, content, perm); err != nil {
+		return indexStat{}, fmt.Errorf("%s: %w", rel, err)
+	}
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return indexStat{}, fmt.Errorf("%s: %w", rel, err)
+	}
+	// An existing file keeps its permissions on write; fix the x bits.
+	if p := fi.Mode().Perm(); (p&0o111 != 0) != executable {
+		if executable {
+			p |= (p & 0o444) >> 2
+		} else {
+			p &^= 0o111
+		}
+		if err := os.Chmod(name, p); err != nil {
+			return indexStat{}, fmt.Errorf("%s: %w", rel, err)
+		}
+		if fi, err = os.Lstat(name); err != nil {
+			return indexStat{}, fmt.Errorf("%s: %w", rel, err)
+		}
+	}
+	return statOf(fi), nil
+}
+
+// removeWorkFile removes a file and then every directory the removal left
+// empty, up to the work tree root.
+func removeWorkFile(root, rel string) error {
+	ok, err := checkDirs(root, rel, false)
+	if err != nil || !ok {
+		return err
+	}
+	name := filepath.Join(root, filepath.FromSlash(rel))
+	fi, err := os.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("%s: %w", rel, err)
+	case fi.IsDir():
+		return fmt.Errorf("%s: is a directory in the work tree", rel)
+	default:
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+	}
+	for dir := filepath.Dir(name); dir != root && strings.HasPrefix(dir, root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil { // not empty (or gone): stop
+			break
+		}
+	}
+	return nil
+}
