@@ -46,7 +46,7 @@ clusters-down:
 
 ## demo: the main job on two local control planes
 demo: build kube-bin
-	@hack/demo.sh
+	@hack/demo/run.sh
 
 clean: clusters-down
 	rm -rf $(BIN)
