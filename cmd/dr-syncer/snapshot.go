@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -56,6 +59,11 @@ func runSnapshot(cmd *cobra.Command, f snapshotFlags) error {
 	cfg, err := policies.Decode(policies.FileName, data)
 	if err != nil {
 		return err
+	}
+	// The committed mapping is the one that counts (the controller follows
+	// commits); say so when the work tree holds another.
+	if local, err := os.ReadFile(filepath.Join(f.repo, policies.FileName)); err == nil && !bytes.Equal(local, data) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: %s has uncommitted changes; using the version committed on %s\n", policies.FileName, f.branch)
 	}
 	source, err := restConfig("source", f.kubeconfig, "DR_SYNCER_SOURCE_KUBECONFIG", f.kubeContext)
 	if err != nil {

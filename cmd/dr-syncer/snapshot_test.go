@@ -53,6 +53,15 @@ func TestSnapshotCommand(t *testing.T) {
 	require.Contains(t, out, "snapshot prod: no change (2 objects)")
 	require.Equal(t, 2, gitCount(t, repo))
 
+	// An uncommitted edit of the mapping is not used, and the command says so.
+	mapping := filepath.Join(repo, "dr-syncer.yaml")
+	data, err := os.ReadFile(mapping)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(mapping, append(data, []byte("# an edit\n")...), 0o644))
+	code, _, errOut = runCLI(t, "snapshot", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "note: dr-syncer.yaml has uncommitted changes; using the version committed on main\n", errOut)
+
 	// A missing identity is a clear error naming the file, and commits nothing.
 	code, _, errOut = runCLI(t, "snapshot", "--repo", repo, "--identity", "/nonexistent/id.agekey")
 	require.Equal(t, exitError, code)
