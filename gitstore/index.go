@@ -103,7 +103,7 @@ type indexFile struct {
 // is not verified: that would double the cost).
 func parseIndex(file []byte) (*indexFile, error) {
 	if len(file) < 12+sha1.Size || string(file[:4]) != "DIRC" {
-		return nil, errors.New("index: bad signature")
+		return nil, errors.New("index: bad signature: .git/index is damaged; rebuild it with `rm .git/index && git reset` (commits are not affected)")
 	}
 	be := binary.BigEndian
 	ix := &indexFile{data: file[:len(file)-sha1.Size], version: be.Uint32(file[4:])}

@@ -24,12 +24,3 @@ func sameChangeTime(a, b os.FileInfo) bool {
 	sb, ok2 := b.Sys().(*syscall.Stat_t)
 	return ok1 && ok2 && sa.Ctim == sb.Ctim
 }
-
-// preallocate reserves the blocks of a file about to be written. On ext4 a
-// file renamed over another has its delayed allocation forced at rename time
-// (auto_da_alloc), which makes renaming a freshly written 10 MB index take
-// several milliseconds; with the blocks reserved up front it does not.
-// Errors are ignored: it is only an optimization.
-func preallocate(f *os.File, size int64) {
-	_ = syscall.Fallocate(int(f.Fd()), 0, 0, size)
-}

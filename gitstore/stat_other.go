@@ -15,5 +15,3 @@ func statOf(fi os.FileInfo) indexStat {
 }
 
 func sameChangeTime(a, b os.FileInfo) bool { return true }
-
-func preallocate(*os.File, int64) {}

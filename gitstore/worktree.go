@@ -203,7 +203,6 @@ func (r *Repository) writeIndex(lock *indexLock, cur *currentIndex, ups []indexU
 	}
 
 	// Hash on one core while the other writes: the two cost about the same.
-	preallocate(lock.f, int64(len(ix.data)+sha1.Size))
 	type hashed struct {
 		sum   []byte
 		marks [][]byte
