@@ -89,7 +89,7 @@ func waitServed(t *testing.T, c *testcluster.Cluster, crd *unstructured.Unstruct
 
 // testKeys makes an age identity in a temporary folder and the sealer that
 // goes with it.
-func testKeys(t *testing.T) (*age.X25519Identity, *snapshot.Sealer) {
+func testKeys(t testing.TB) (*age.X25519Identity, *snapshot.Sealer) {
 	t.Helper()
 	id, err := snapshot.GenerateIdentity(filepath.Join(t.TempDir(), "id.agekey"))
 	require.NoError(t, err)
@@ -100,7 +100,7 @@ func testKeys(t *testing.T) (*age.X25519Identity, *snapshot.Sealer) {
 	return id, s
 }
 
-func decodeConfig(t *testing.T, text string) *policies.SyncConfig {
+func decodeConfig(t testing.TB, text string) *policies.SyncConfig {
 	t.Helper()
 	cfg, err := policies.Decode(policies.FileName, []byte(text))
 	require.NoError(t, err)

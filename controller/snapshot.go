@@ -77,21 +77,9 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 		return SnapshotResult{}, fmt.Errorf("source %s: %w", source, err)
 	}
 
-	files := make(map[string][]byte, len(set.Objects))
-	for _, o := range set.Objects {
-		id := snapshot.ID{Group: o.GroupVersionKind().Group, Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
-		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
-		if err != nil {
-			return SnapshotResult{}, fmt.Errorf("%s: %w", id, err)
-		}
-		data, err := yaml.Marshal(o.Object)
-		if err != nil {
-			return SnapshotResult{}, fmt.Errorf("%s: encode: %w", id, err)
-		}
-		if _, dup := files[path]; dup {
-			return SnapshotResult{}, fmt.Errorf("%s: two objects map to %s", id, path)
-		}
-		files[path] = data
+	files, err := encodeObjects(source, set.Objects)
+	if err != nil {
+		return SnapshotResult{}, err
 	}
 	cs, err := opts.Repo.Diff(ctx, branch, gitstore.SnapshotPrefix(source), files)
 	if err != nil {

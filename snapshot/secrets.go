@@ -7,9 +7,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 
 	"filippo.io/age"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -196,23 +199,37 @@ func Unseal(secret *unstructured.Unstructured, identities ...age.Identity) error
 	return nil
 }
 
-// sealSecrets seals every Secret of objects, looking up each one's previous
-// recorded form so that unchanged values keep their ciphertext.
+// sealSecrets seals every Secret of objects, on every core (age encryption
+// is the costly part), looking up each one's previous recorded form so that
+// unchanged values keep their ciphertext.
 func sealSecrets(ctx context.Context, objects []*unstructured.Unstructured, opts Options) error {
+	var secrets []*unstructured.Unstructured
 	for _, o := range objects {
-		if o.GetAPIVersion() != "v1" || o.GetKind() != "Secret" {
-			continue
-		}
-		var prev *unstructured.Unstructured
-		if opts.Previous != nil {
-			var err error
-			if prev, err = opts.Previous(ctx, idOf(o)); err != nil {
-				return fmt.Errorf("Secret/%s/%s: previous snapshot: %w", o.GetNamespace(), o.GetName(), err)
-			}
-		}
-		if err := opts.Sealer.Seal(o, prev); err != nil {
-			return err
+		if o.GetAPIVersion() == "v1" && o.GetKind() == "Secret" {
+			secrets = append(secrets, o)
 		}
 	}
-	return nil
+	workers := runtime.GOMAXPROCS(0)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(secrets) && errs[w] == nil; i += workers {
+				errs[w] = sealOne(ctx, secrets[i], opts)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func sealOne(ctx context.Context, o *unstructured.Unstructured, opts Options) error {
+	var prev *unstructured.Unstructured
+	if opts.Previous != nil {
+		var err error
+		if prev, err = opts.Previous(ctx, idOf(o)); err != nil {
+			return fmt.Errorf("Secret/%s/%s: previous snapshot: %w", o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	return opts.Sealer.Seal(o, prev)
 }
