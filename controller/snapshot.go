@@ -17,6 +17,7 @@ import (
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/render"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
@@ -44,6 +45,7 @@ type SnapshotResult struct {
 	Changed                  bool
 	Added, Modified, Removed []string // paths in the repository
 	Objects                  int      // objects in the snapshot
+	Generated                int      // files of overlays/<target>/generated/ changed
 	Skipped                  map[string]int
 }
 
@@ -85,15 +87,27 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
+	// The target's generated overlay follows the mapping and the snapshot,
+	// in the same commit, so that every commit renders as it was reviewed.
+	generated, err := render.Generate(opts.Config, set.Objects)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	gcs, err := opts.Repo.Diff(ctx, branch, render.GeneratedPrefix(opts.Config), generated)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
 	res := SnapshotResult{
 		Added: cs.Added, Modified: cs.Modified, Removed: cs.Removed,
 		Objects: len(set.Objects), Skipped: set.Skipped,
+		Generated: len(gcs.Changes),
 	}
-	if len(cs.Changes) == 0 {
+	changes := append(cs.Changes, gcs.Changes...)
+	if len(changes) == 0 {
 		res.Commit, err = opts.Repo.Head(ctx, branch)
 		return res, err
 	}
-	res.Commit, err = opts.Repo.Commit(ctx, cs.Changes, gitstore.CommitOptions{
+	res.Commit, err = opts.Repo.Commit(ctx, changes, gitstore.CommitOptions{
 		Branch:  branch,
 		Message: snapshotMessage(source, mode, res),
 	})
@@ -124,6 +138,9 @@ func snapshotMessage(source, mode string, r SnapshotResult) string {
 			}
 			fmt.Fprintf(&b, "%s %s\n", group.sign, strings.TrimPrefix(p, gitstore.SnapshotPrefix(source)))
 		}
+	}
+	if r.Generated > 0 {
+		fmt.Fprintf(&b, "(and %d files of the generated overlay)\n", r.Generated)
 	}
 	fmt.Fprintf(&b, "\nSource-Cluster: %s\nSnapshot-Mode: %s\n", source, mode)
 	fmt.Fprintf(&b, "Objects-Added: %d\nObjects-Changed: %d\nObjects-Removed: %d\n", len(r.Added), len(r.Modified), len(r.Removed))

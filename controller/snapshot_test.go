@@ -8,8 +8,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/render"
 )
 
 // realisticNamespace is a namespace as people run them, plus what a
@@ -330,6 +332,9 @@ func TestSnapshotRealisticNamespace(t *testing.T) {
 	dir := t.TempDir()
 	repo, err := gitstore.Init(ctx, dir)
 	require.NoError(t, err)
+	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
+	require.NoError(t, err)
 	opts := SnapshotOptions{Repo: repo, Config: cfg, Source: src.Config, Sealer: sealer}
 
 	res, err := Snapshot(ctx, opts)
@@ -340,13 +345,32 @@ func TestSnapshotRealisticNamespace(t *testing.T) {
 	require.Empty(t, strings.TrimSpace(git(t, dir, "status", "--porcelain")), "the work tree must match the new commit")
 	git(t, dir, "fsck", "--strict")
 
+	// The commit renders for the target: namespaces mapped, RoleBinding
+	// subjects following them, storage classes and standby applied.
+	objs, err := render.Build(ctx, repo, DefaultBranch, cfg)
+	require.NoError(t, err)
+	rendered := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		rendered[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = o
+	}
+	require.Contains(t, rendered, "Namespace//golden-shop-dr")
+	rb := rendered["RoleBinding/golden-shop-dr/web"]
+	require.NotNil(t, rb)
+	subjects, _, _ := unstructured.NestedSlice(rb.Object, "subjects")
+	require.Equal(t, "golden-shop-dr", subjects[0].(map[string]any)["namespace"])
+	dep := rendered["Deployment/golden-shop-dr/web"]
+	require.NotNil(t, dep)
+	replicas, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas")
+	require.Zero(t, replicas, "DR standby")
+	require.Equal(t, "3", dep.GetAnnotations()[render.OriginalReplicasAnnotation])
+
 	// Nothing changed: no commit.
 	head := res.Commit
 	res, err = Snapshot(ctx, opts)
 	require.NoError(t, err)
 	require.False(t, res.Changed)
 	require.Equal(t, head, res.Commit)
-	require.Equal(t, "1\n", git(t, dir, "rev-list", "--count", "HEAD"))
+	require.Equal(t, "2\n", git(t, dir, "rev-list", "--count", "HEAD"))
 
 	// One object changed: a commit touching one file.
 	applyManifests(t, src, `{apiVersion: v1, kind: ConfigMap, metadata: {name: settings, namespace: golden-shop, labels: {app: web}}, data: {color: green, size: "3"}}`)

@@ -46,6 +46,10 @@ type Spec struct {
 	// ReadWriteMany (read by the render stage).
 	AccessModes []NameMapping `json:"accessModes,omitempty"`
 	Replication Replication   `json:"replication,omitempty"`
+	// Standby keeps replicated workloads idle in the target until failover:
+	// Deployments and StatefulSets at 0 replicas, CronJobs suspended. Read by
+	// the render stage (overlays/<target>/generated/).
+	Standby Standby `json:"standby,omitempty"`
 }
 
 // ClusterRef names a cluster.
@@ -179,4 +183,11 @@ func (c *SyncConfig) replicationMode() ReplicationMode {
 		return ReplicationModeManual
 	}
 	return c.Spec.Replication.Mode
+}
+
+// Standby is the DR standby setting. The zero value means standby is on.
+type Standby struct {
+	// Disabled runs the workloads in the target with the source's replica
+	// counts and schedules (an active-active copy). Default false.
+	Disabled bool `json:"disabled,omitempty"`
 }

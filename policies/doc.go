@@ -56,6 +56,9 @@
 //	    mode: scheduled                    # default: manual; or scheduled, continuous
 //	    schedule: "30 2 * * MON-FRI"       # five cron fields; only (and required) when scheduled
 //	    timeZone: Europe/Berlin            # an IANA zone; default UTC; only when scheduled
+//	  standby:
+//	    disabled: false                    # default false: in the target, Deployments and StatefulSets
+//	                                       # run 0 replicas and CronJobs are suspended until failover
 //
 // Credentials never appear in the file: clusters are reached through
 // kubeconfigs given on the command line or in the environment.

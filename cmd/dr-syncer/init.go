@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,6 +16,7 @@ import (
 	"github.com/dr-syncer/dr-syncer/controller"
 	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/render"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
@@ -103,9 +106,22 @@ func runInit(cmd *cobra.Command, f initFlags) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := policies.Decode(policies.FileName, config)
+	if err != nil {
+		return err
+	}
+	// The generated overlay exists from the first commit, so that the
+	// repository renders before the first snapshot too.
+	generated, err := render.Generate(cfg, nil)
+	if err != nil {
+		return err
+	}
 	changes := []gitstore.Change{
 		{Path: policies.FileName, Content: config},
-		{Path: "overlays/" + f.target + "/kustomization.yaml", Content: overlaySkeleton(f.source, f.target)},
+		{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)},
+	}
+	for _, p := range slices.Sorted(maps.Keys(generated)) {
+		changes = append(changes, gitstore.Change{Path: p, Content: generated[p]})
 	}
 	commit, err := repo.Commit(ctx, changes, gitstore.CommitOptions{
 		Branch:  controller.DefaultBranch,
@@ -165,21 +181,4 @@ func parseMappings(flag string, values []string, identity bool) ([]policies.Name
 		ms = append(ms, policies.NameMapping{Source: src, Target: dst})
 	}
 	return ms, nil
-}
-
-// overlaySkeleton is overlays/<target>/kustomization.yaml as init writes it.
-// People own this file from then on; dr-syncer never rewrites it.
-func overlaySkeleton(source, target string) []byte {
-	return fmt.Appendf(nil, `# The overlay that turns the snapshot of %[1]s into what %[2]s runs.
-#
-# This file is yours: dr-syncer wrote it once (init) and never rewrites it.
-# Add your own patches, images or labels here. dr-syncer regenerates
-# generated/ from dr-syncer.yaml (namespace and storage-class mapping, DR
-# standby) at every snapshot; the render stage builds this kustomization
-# from the commit's tree.
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-- ../../snapshots/%[1]s
-`, source, target)
 }

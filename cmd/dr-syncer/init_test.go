@@ -26,10 +26,18 @@ func TestInit(t *testing.T) {
 	code, out, errOut := runCLI(t, "init", "--repo", repo, "--source", "prod", "--target", "dr",
 		"--namespace-map", "shop=shop-dr", "--namespace-map", "billing", "--storage-class-map", "fast=standard")
 	require.Equal(t, 0, code, errOut)
+	initOut := out
 	require.Contains(t, out, "Generated an age identity at "+filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "dr-syncer", "keys", "prod-to-dr.agekey"))
 
 	// One commit, with the mapping and the overlay skeleton; clean work tree.
-	require.Equal(t, "dr-syncer.yaml\noverlays/dr/kustomization.yaml\n", gitOut(t, repo, "ls-tree", "-r", "--name-only", "HEAD"))
+	files := gitOut(t, repo, "ls-tree", "-r", "--name-only", "HEAD")
+	for _, f := range []string{"dr-syncer.yaml\n", "overlays/dr/kustomization.yaml\n", "overlays/dr/generated/kustomization.yaml\n"} {
+		require.Contains(t, files, f)
+	}
+	// It renders before the first snapshot (to nothing yet).
+	code, out, errOut = runCLI(t, "render", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, strings.TrimSpace(out))
 	require.Equal(t, "", gitOut(t, repo, "status", "--porcelain"))
 	cfg, err := policies.Load(filepath.Join(repo, policies.FileName))
 	require.NoError(t, err)
@@ -50,7 +58,7 @@ func TestInit(t *testing.T) {
 	}
 	require.NotEmpty(t, secret)
 	require.NotContains(t, gitOut(t, repo, "cat-file", "--batch-all-objects", "--batch"), secret)
-	require.NotContains(t, out, secret)
+	require.NotContains(t, initOut, secret)
 
 	// A second init of the same repository is refused and changes nothing.
 	code, _, errOut = runCLI(t, "init", "--repo", repo, "--source", "prod", "--target", "dr")

@@ -30,7 +30,7 @@ DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand())
 	for _, p := range plannedCommands {
 		root.AddCommand(p.command())
 	}
@@ -54,7 +54,6 @@ type planned struct {
 }
 
 var plannedCommands = []planned{
-	{"render --repo DIR [--ref REF]", "Print the target's rendered state at a commit as a YAML stream", 4},
 	{"diff --repo DIR [--ref REF] [--target-kubeconfig F]", "Show how the target differs from a commit (exit 0: none, 1: differences)", 4},
 	{"apply --repo DIR [--ref REF] [--target-kubeconfig F] [--dry-run]", "Apply a commit to the target by server-side apply, pruning what left", 4},
 	{"sync --repo DIR [--source-kubeconfig F] [--target-kubeconfig F]", "Snapshot, apply and copy PVC data, once", 4},

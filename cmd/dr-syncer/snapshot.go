@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dr-syncer/dr-syncer/controller"
-	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/policies"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
@@ -48,15 +47,11 @@ unchanged Secrets keep their ciphertext.`,
 
 func runSnapshot(cmd *cobra.Command, f snapshotFlags) error {
 	ctx, out := cmd.Context(), cmd.OutOrStdout()
-	repo, err := gitstore.Open(ctx, f.repo)
+	repo, cfg, err := openMapping(ctx, f.repo, f.branch)
 	if err != nil {
 		return err
 	}
 	data, err := repo.ReadFile(ctx, f.branch, policies.FileName)
-	if err != nil {
-		return fmt.Errorf("repository %s: %s on %s: %w (run `dr-syncer init` first)", f.repo, policies.FileName, f.branch, err)
-	}
-	cfg, err := policies.Decode(policies.FileName, data)
 	if err != nil {
 		return err
 	}

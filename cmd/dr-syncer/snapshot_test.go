@@ -46,7 +46,7 @@ func TestSnapshotCommand(t *testing.T) {
 	require.Contains(t, out, "snapshot prod: +2 ~0 -0 (2 objects): commit ")
 	require.Equal(t, "", errOut)
 	require.Equal(t, "snapshots/prod/_cluster/Namespace/"+ns+".yaml\nsnapshots/prod/"+ns+"/ConfigMap/settings.yaml\n",
-		gitOut(t, repo, "show", "--format=", "--name-only", "HEAD"))
+		gitOut(t, repo, "show", "--format=", "--name-only", "HEAD", "--", "snapshots"))
 
 	code, out, errOut = runCLI(t, "snapshot", "--repo", repo)
 	require.Equal(t, 0, code, errOut)

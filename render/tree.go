@@ -1,0 +1,171 @@
+package render
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
+)
+
+// repoTree is the file list of one commit, read lazily through gitstore:
+// render never looks at a work tree.
+type repoTree struct {
+	ctx     context.Context
+	repo    *gitstore.Repository
+	rev     string
+	files   map[string]plumbing.Hash
+	dirs    map[string]bool
+	content map[string][]byte
+}
+
+// loadTree lists the files of the commit that rev names. A branch is
+// resolved to its commit first, so that every file comes from the same
+// commit even if the branch moves while the build reads.
+func loadTree(ctx context.Context, repo *gitstore.Repository, rev string) (*repoTree, error) {
+	if !plumbing.IsHash(rev) {
+		if h, err := repo.Head(ctx, rev); err == nil && !h.IsZero() {
+			rev = h.String()
+		}
+	}
+	files, err := repo.Files(ctx, rev, "")
+	if err != nil {
+		return nil, err
+	}
+	t := &repoTree{ctx: ctx, repo: repo, rev: rev, files: files, dirs: map[string]bool{}, content: map[string][]byte{}}
+	for f := range files {
+		for d := path.Dir(f); d != "." && !t.dirs[d]; d = path.Dir(d) {
+			t.dirs[d] = true
+		}
+	}
+	return t, nil
+}
+
+func (t *repoTree) isFile(p string) bool { _, ok := t.files[p]; return ok }
+func (t *repoTree) isDir(p string) bool  { return p == "" || t.dirs[p] }
+
+// under lists the files under directory dir, sorted.
+func (t *repoTree) under(dir string) []string {
+	var list []string
+	for f := range t.files {
+		if strings.HasPrefix(f, dir+"/") {
+			list = append(list, f)
+		}
+	}
+	slices.Sort(list)
+	return list
+}
+
+func (t *repoTree) read(p string) ([]byte, error) {
+	if b, ok := t.content[p]; ok {
+		return b, nil
+	}
+	b, err := t.repo.ReadFile(t.ctx, t.rev, p)
+	if err != nil {
+		return nil, err
+	}
+	t.content[p] = b
+	return b, nil
+}
+
+// snapshot is the layout of snapshots/<source>/ in the commit. It has no
+// kustomization files: render derives them (derived), listing every object
+// file, and never commits them.
+type snapshot struct {
+	root    string              // snapshots/<source>
+	dirs    []string            // its directories: one per namespace, and _cluster; sorted
+	objects map[string][]string // object files of each directory, sorted
+	ids     map[string]gitstore.ObjectID
+}
+
+func newSnapshot(t *repoTree, source string) (*snapshot, error) {
+	prefix := gitstore.SnapshotPrefix(source)
+	s := &snapshot{root: strings.TrimSuffix(prefix, "/"), objects: map[string][]string{}, ids: map[string]gitstore.ObjectID{}}
+	var errs []error
+	for f := range t.files {
+		rest, ok := strings.CutPrefix(f, prefix)
+		if !ok {
+			continue
+		}
+		dir, _, nested := strings.Cut(rest, "/")
+		if slices.Contains(kustomizationNames, path.Base(f)) && (!nested || path.Dir(f) == prefix+dir) {
+			errs = append(errs, fmt.Errorf("%s: the snapshot holds no kustomization: render derives one for %s and each of its directories", f, prefix))
+			continue
+		}
+		_, id, err := gitstore.ParseObjectPath(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: not an object file of the snapshot layout: %w", f, err))
+			continue
+		}
+		s.ids[f] = id
+		s.objects[prefix+dir] = append(s.objects[prefix+dir], f)
+	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	for d, list := range s.objects {
+		slices.Sort(list)
+		s.dirs = append(s.dirs, d)
+	}
+	slices.Sort(s.dirs)
+	return s, nil
+}
+
+// isDerived says whether render derives the kustomization of directory p.
+func (s *snapshot) isDerived(p string) bool {
+	if len(s.dirs) == 0 {
+		return false
+	}
+	_, ok := s.objects[p]
+	return p == s.root || ok
+}
+
+// contains says whether p is inside the snapshot (not the root itself).
+func (s *snapshot) contains(p string) bool { return strings.HasPrefix(p, s.root+"/") }
+
+func (s *snapshot) isObject(p string) bool { _, ok := s.ids[p]; return ok }
+
+// reached lists the object files that the derived directories refs reach,
+// sorted.
+func (s *snapshot) reached(refs map[string]bool) []string {
+	var list []string
+	for _, d := range s.dirs {
+		if refs[s.root] || refs[d] {
+			list = append(list, s.objects[d]...)
+		}
+	}
+	return list
+}
+
+// derived returns the derived kustomization files, listing the object
+// files for which keep is true. Every directory keeps its kustomization,
+// even when it lists nothing in a chunk.
+func (s *snapshot) derived(keep func(string) bool) map[string][]byte {
+	out := map[string][]byte{}
+	var b strings.Builder
+	b.WriteString(derivedHead)
+	for _, d := range s.dirs {
+		b.WriteString("- " + path.Base(d) + "\n")
+	}
+	out[s.root+"/kustomization.yaml"] = []byte(b.String())
+	for _, d := range s.dirs {
+		b.Reset()
+		b.WriteString(derivedHead)
+		for _, f := range s.objects[d] {
+			if keep(f) {
+				b.WriteString("- " + yamlString(strings.TrimPrefix(f, d+"/")) + "\n")
+			}
+		}
+		out[d+"/kustomization.yaml"] = []byte(b.String())
+	}
+	return out
+}
+
+// derivedHead starts a derived kustomization. The name keeps kustomize
+// from refusing one that lists nothing.
+const derivedHead = "# Derived by render from the files of the commit; never committed.\n" +
+	"apiVersion: " + kustomizationAPI + "\nkind: Kustomization\nmetadata:\n  name: snapshot\nresources:\n"
