@@ -77,6 +77,25 @@ func (r *Repository) Files(ctx context.Context, rev, prefix string) (map[string]
 	return files, nil
 }
 
+// Resolve returns the commit that rev names (a branch, a tag, a hash or any
+// revision git understands), so that a caller can record exactly what it
+// read.
+func (r *Repository) Resolve(ctx context.Context, rev string) (plumbing.Hash, error) {
+	if err := ctx.Err(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitstore: resolve %s: %w", rev, err)
+	}
+	h, err := r.resolveCommit(rev)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitstore: resolve %s: %w", rev, err)
+	}
+	return h, nil
+}
+
 // resolveTree returns the root tree of the commit that rev names.
 func (r *Repository) resolveTree(ctx context.Context, rev string) (plumbing.Hash, error) {
 	if err := ctx.Err(); err != nil {

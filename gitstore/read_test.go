@@ -108,3 +108,28 @@ func TestHead(t *testing.T) {
 		t.Error("Head of an invalid branch name: no error")
 	}
 }
+
+func TestResolve(t *testing.T) {
+	ctx := t.Context()
+	repo, err := Init(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Resolve(ctx, "main"); err == nil {
+		t.Fatal("Resolve of a branch with no commit: want an error")
+	}
+	first, err := repo.Commit(ctx, []Change{{Path: "a", Content: []byte("1")}}, CommitOptions{Branch: "main", Message: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := repo.Commit(ctx, []Change{{Path: "a", Content: []byte("2")}}, CommitOptions{Branch: "main", Message: "two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rev, want := range map[string]plumbing.Hash{"main": second, "main~1": first, first.String(): first} {
+		got, err := repo.Resolve(ctx, rev)
+		if err != nil || got != want {
+			t.Errorf("Resolve(%q) = %s, %v; want %s", rev, got, err, want)
+		}
+	}
+}
