@@ -39,9 +39,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "dr-syncer: %v\n", err)
 	var ce *codedError
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) && ce.silent {
+		return ce.code
+	}
+	fmt.Fprintf(stderr, "dr-syncer: %v\n", err)
+	if ce != nil {
 		return ce.code
 	}
 	return exitError
@@ -49,8 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // codedError carries the exit code that an error should end the process with.
 type codedError struct {
-	code int
-	err  error
+	code   int
+	err    error
+	silent bool // the command has said all there is to say
 }
 
 func (e *codedError) Error() string { return e.err.Error() }

@@ -30,7 +30,7 @@ DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand())
 	for _, p := range plannedCommands {
 		root.AddCommand(p.command())
 	}
@@ -54,9 +54,6 @@ type planned struct {
 }
 
 var plannedCommands = []planned{
-	{"diff --repo DIR [--ref REF] [--target-kubeconfig F]", "Show how the target differs from a commit (exit 0: none, 1: differences)", 4},
-	{"apply --repo DIR [--ref REF] [--target-kubeconfig F] [--dry-run]", "Apply a commit to the target by server-side apply, pruning what left", 4},
-	{"sync --repo DIR [--source-kubeconfig F] [--target-kubeconfig F]", "Snapshot, apply and copy PVC data, once", 4},
 	{"rollback --repo DIR COMMIT", "Revert a commit, then apply", 4},
 	{"status --repo DIR", "Show what the target holds, from which commit, and how far behind", 4},
 	{"failover --repo DIR", "Bring standby workloads back to their replicas", 4},

@@ -1,0 +1,396 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// item is one object of the desired set on its way to the target.
+type item struct {
+	obj        *unstructured.Unstructured // the desired object (a copy when it had to be changed)
+	ref        ObjectRef
+	gvr        schema.GroupVersionResource
+	namespaced bool
+	stage      stage
+	// deferred: its kind is defined by a CRD of the set, or its namespace
+	// by a Namespace of the set, and it does not exist yet: it can be
+	// neither listed nor dry-run before those are applied.
+	deferred bool
+	// crdChanging: its kind is defined by a CRD of the set that the apply
+	// creates or changes, so the target validates it against a schema
+	// that is about to change.
+	crdChanging bool
+	definedBy   *item // the CRD item of the set defining its kind
+
+	body   []byte // the JSON of obj, as sent
+	state  itemState
+	live   *unstructured.Unstructured // kept when state is stateCheck (and for CRDs)
+	dry    *unstructured.Unstructured // the dry-run result, kept for Diff
+	action Action
+	done   bool // in place on the target after this run: written or unchanged
+}
+
+type itemState int
+
+const (
+	stateUnknown   itemState = iota // not looked at yet
+	stateCreate                     // no live object
+	stateCheck                      // the live object may differ: a dry run decides
+	stateUnchanged                  // the live object already holds the desired state
+	stateApply                      // the dry run says the apply changes it
+	stateRecreate                   // a field that cannot change does; the policy allows recreating
+)
+
+// plan is a desired set, mapped to resources and put in stage order.
+type plan struct {
+	items   []*item
+	byKey   map[objKey]*item
+	invalid []error // objects refused before asking the server
+}
+
+// crdKind is a kind defined by a CRD of the set.
+type crdKind struct {
+	plural     string
+	namespaced bool
+	versions   map[string]bool // served
+}
+
+// plan maps each object to its resource, finds what is deferred and puts
+// the set in stage order. Objects that cannot be applied at all (no name, a
+// kind the target does not serve, a namespace that does not exist, twice in
+// the set) go to plan.invalid.
+func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured) (*plan, error) {
+	p := &plan{byKey: make(map[objKey]*item, len(objects))}
+	crdKinds := map[schema.GroupKind]crdKind{}
+	setNamespaces := map[string]bool{}
+	for _, o := range objects {
+		if o == nil {
+			continue
+		}
+		gk := o.GroupVersionKind().GroupKind()
+		switch gk {
+		case crdGK:
+			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+			plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
+			scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
+			ck := crdKind{plural: plural, namespaced: scope != "Cluster", versions: map[string]bool{}}
+			versions, _, _ := unstructured.NestedSlice(o.Object, "spec", "versions")
+			for _, v := range versions {
+				vm, _ := v.(map[string]any)
+				if name, _ := vm["name"].(string); name != "" && vm["served"] != false {
+					ck.versions[name] = true
+				}
+			}
+			crdKinds[schema.GroupKind{Group: group, Kind: kind}] = ck
+		case namespaceGK:
+			setNamespaces[o.GetName()] = true
+		}
+	}
+
+	type mapping struct {
+		gvr        schema.GroupVersionResource
+		namespaced bool
+		deferred   bool
+		err        error
+	}
+	crdItems := map[schema.GroupKind]*item{}
+	mappings := map[schema.GroupVersionKind]mapping{}
+	reset := false
+	mapKind := func(gvk schema.GroupVersionKind) (mapping, error) {
+		if mp, ok := mappings[gvk]; ok {
+			return mp, nil
+		}
+		rm, err := m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) && !reset {
+			// The Manager may be long-lived: a kind served since the last
+			// discovery is found after a reset.
+			m.mapper.Reset()
+			reset = true
+			rm, err = m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		}
+		var mp mapping
+		switch {
+		case err == nil:
+			mp = mapping{gvr: rm.Resource, namespaced: rm.Scope.Name() == meta.RESTScopeNameNamespace}
+		case meta.IsNoMatchError(err):
+			if ck, ok := crdKinds[gvk.GroupKind()]; ok && ck.versions[gvk.Version] {
+				gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: ck.plural}
+				mp = mapping{gvr: gvr, namespaced: ck.namespaced, deferred: true}
+			} else {
+				mp = mapping{err: fmt.Errorf("kind %s is not served by the target, nor defined by a CustomResourceDefinition of the set", gvk.GroupKind())}
+				if ok {
+					mp.err = fmt.Errorf("version %s of kind %s is not served by the CustomResourceDefinition of the set", gvk.Version, gvk.GroupKind())
+				}
+			}
+		default:
+			return mapping{}, fmt.Errorf("%s: discovery: %w", gvk, err)
+		}
+		mappings[gvk] = mp
+		return mp, nil
+	}
+
+	for _, o := range objects {
+		if o == nil {
+			continue
+		}
+		ref := refOf(o)
+		if ref.Kind == "" || ref.Version == "" || ref.Name == "" {
+			p.invalid = append(p.invalid, objectErr(ref, "plan", errors.New("apiVersion, kind and metadata.name are required")))
+			continue
+		}
+		mp, err := mapKind(o.GroupVersionKind())
+		if err != nil {
+			return nil, err
+		}
+		if mp.err != nil {
+			p.invalid = append(p.invalid, objectErr(ref, "plan", mp.err))
+			continue
+		}
+		obj := o
+		switch {
+		case mp.namespaced && ref.Namespace == "":
+			p.invalid = append(p.invalid, objectErr(ref, "plan", errors.New("metadata.namespace is required for a namespaced kind")))
+			continue
+		case !mp.namespaced && ref.Namespace != "":
+			// As kubectl does: a namespace means nothing to a
+			// cluster-scoped object, and the apiserver would refuse it.
+			obj = o.DeepCopy()
+			obj.SetNamespace("")
+			ref.Namespace = ""
+		}
+		k := ref.key()
+		if _, dup := p.byKey[k]; dup {
+			p.invalid = append(p.invalid, objectErr(ref, "plan", errors.New("appears more than once in the set")))
+			continue
+		}
+		it := &item{obj: obj, ref: ref, gvr: mp.gvr, namespaced: mp.namespaced, deferred: mp.deferred}
+		it.stage = stageOf(ref.GroupKind(), mp.namespaced)
+		p.byKey[k] = it
+		p.items = append(p.items, it)
+		if ref.GroupKind() == crdGK {
+			group, _, _ := unstructured.NestedString(obj.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(obj.Object, "spec", "names", "kind")
+			crdItems[schema.GroupKind{Group: group, Kind: kind}] = it
+		}
+	}
+	for _, it := range p.items {
+		it.definedBy = crdItems[it.ref.GroupKind()]
+	}
+
+	if err := m.deferNewNamespaces(ctx, p, setNamespaces); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(p.items, func(a, b *item) int { return compareRefs(a.ref, a.stage, b.ref, b.stage) })
+	return p, nil
+}
+
+// deferNewNamespaces defers the objects whose namespace is created by the
+// set, and refuses those whose namespace exists nowhere.
+func (m *Manager) deferNewNamespaces(ctx context.Context, p *plan, setNamespaces map[string]bool) error {
+	needed := map[string]bool{}
+	for _, it := range p.items {
+		if it.namespaced {
+			needed[it.ref.Namespace] = true
+		}
+	}
+	if len(needed) == 0 {
+		return nil
+	}
+	existing := map[string]bool{}
+	nsGVR := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	opts := metav1.ListOptions{Limit: listPageSize}
+	for {
+		list, err := m.meta.Resource(nsGVR).List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("list Namespaces: %w", err)
+		}
+		for _, ns := range list.Items {
+			existing[ns.Name] = true
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	kept := p.items[:0]
+	for _, it := range p.items {
+		switch ns := it.ref.Namespace; {
+		case !it.namespaced || existing[ns]:
+		case setNamespaces[ns]:
+			it.deferred = true
+		default:
+			p.invalid = append(p.invalid, objectErr(it.ref, "plan", fmt.Errorf("namespace %s does not exist and is not in the set", ns)))
+			delete(p.byKey, it.ref.key())
+			continue
+		}
+		kept = append(kept, it)
+	}
+	p.items = kept
+	return nil
+}
+
+func (p *plan) ready() []*item {
+	var out []*item
+	for _, it := range p.items {
+		if !it.deferred {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func (p *plan) deferred() []*item {
+	var out []*item
+	for _, it := range p.items {
+		if it.deferred {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// markCRDChanges marks the objects whose kind is defined by a CRD of the
+// set that is not unchanged. Call it after classify. With deferChanging,
+// they are deferred too: validated after the CRD stage, against the new
+// schema (a commit that adds a field to a CRD and uses it must not be
+// refused for it).
+func (p *plan) markCRDChanges(deferChanging bool) {
+	for _, it := range p.items {
+		if it.definedBy == nil || it.definedBy.state == stateUnchanged || it.deferred {
+			continue
+		}
+		it.crdChanging = true
+		if deferChanging {
+			it.deferred, it.state, it.live = true, stateUnknown, nil
+		}
+	}
+}
+
+func (p *plan) keys() map[objKey]bool {
+	keys := make(map[objKey]bool, len(p.byKey))
+	for k := range p.byKey {
+		keys[k] = true
+	}
+	return keys
+}
+
+// listPageSize is the page size of every list.
+const listPageSize = 500
+
+// clusterWideListNamespaces: a kind wanted in at least this many namespaces
+// is listed once across all namespaces rather than once per namespace.
+const clusterWideListNamespaces = 16
+
+// classify finds the live copy of each item with a few paginated lists (one
+// per kind and namespace) rather than one request per object, and decides
+// locally which items already hold (see holds.go). Only the live copies of
+// the items that may differ are kept.
+func (m *Manager) classify(ctx context.Context, items []*item) error {
+	type listKey struct {
+		gvr       schema.GroupVersionResource
+		namespace string // "" for all namespaces, or a cluster-scoped kind
+	}
+	nsPerKind := map[schema.GroupVersionResource]map[string]bool{}
+	for _, it := range items {
+		if nsPerKind[it.gvr] == nil {
+			nsPerKind[it.gvr] = map[string]bool{}
+		}
+		nsPerKind[it.gvr][it.ref.Namespace] = true
+	}
+	groups := map[listKey]map[string]*item{} // by namespace/name
+	for _, it := range items {
+		lk := listKey{gvr: it.gvr}
+		if it.namespaced && len(nsPerKind[it.gvr]) < clusterWideListNamespaces {
+			lk.namespace = it.ref.Namespace
+		}
+		if groups[lk] == nil {
+			groups[lk] = map[string]*item{}
+		}
+		groups[lk][it.ref.Namespace+"/"+it.ref.Name] = it
+		it.state = stateCreate // until found
+	}
+	keys := make([]listKey, 0, len(groups))
+	for lk := range groups {
+		keys = append(keys, lk)
+	}
+	errs := make([]error, len(keys))
+	parallel(ctx, m.opts.Workers, len(keys), func(ctx context.Context, i int) {
+		lk := keys[i]
+		byName := groups[lk]
+		opts := metav1.ListOptions{Limit: listPageSize}
+		for {
+			list, err := m.dyn.Resource(lk.gvr).Namespace(lk.namespace).List(ctx, opts)
+			if err != nil {
+				errs[i] = fmt.Errorf("list %s in %q: %w", lk.gvr, lk.namespace, err)
+				return
+			}
+			for j := range list.Items {
+				live := &list.Items[j]
+				it, ok := byName[live.GetNamespace()+"/"+live.GetName()]
+				if !ok {
+					continue
+				}
+				if holds(it.obj.Object, live.Object, m.opts.FieldManager) {
+					it.state = stateUnchanged
+				} else {
+					it.state = stateCheck
+				}
+				if it.state == stateCheck || it.stage == stageCRDs {
+					kept := *live // the object, not the page, stays referenced
+					it.live = &kept
+				}
+			}
+			if opts.Continue = list.GetContinue(); opts.Continue == "" {
+				return
+			}
+		}
+	})
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// parallel calls fn(i) for i in [0, n) with at most workers calls at once.
+// It stops handing out work when ctx is done.
+func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(ctx, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// resourcePath is the URL path of one object.
+func resourcePath(gvr schema.GroupVersionResource, namespace, name string) string {
+	var b strings.Builder
+	if gvr.Group == "" {
+		b.WriteString("/api/" + gvr.Version)
+	} else {
+		b.WriteString("/apis/" + gvr.Group + "/" + gvr.Version)
+	}
+	if namespace != "" {
+		b.WriteString("/namespaces/" + namespace)
+	}
+	b.WriteString("/" + gvr.Resource + "/" + name)
+	return b.String()
+}
