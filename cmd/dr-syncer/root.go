@@ -30,7 +30,7 @@ DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand(), newRollbackCommand())
 	for _, p := range plannedCommands {
 		root.AddCommand(p.command())
 	}
@@ -54,7 +54,6 @@ type planned struct {
 }
 
 var plannedCommands = []planned{
-	{"rollback --repo DIR COMMIT", "Revert a commit, then apply", 4},
 	{"status --repo DIR", "Show what the target holds, from which commit, and how far behind", 4},
 	{"failover --repo DIR", "Bring standby workloads back to their replicas", 4},
 	{"run --repo DIR|URL", "Run the controller: scheduled or continuous replication", 6},

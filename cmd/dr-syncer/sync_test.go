@@ -108,6 +108,18 @@ func TestSyncCommand(t *testing.T) {
 	_, err = tgt.CoreV1().ConfigMaps(dst).Get(ctx, "local", metav1.GetOptions{})
 	require.NoError(t, err, "an object dr-syncer did not create is never pruned")
 
+	// Rollback of the commit that recorded the deletion: the object comes
+	// back in the target, from a revert commit.
+	deletion := strings.TrimSpace(gitOut(t, repo, "rev-parse", "HEAD"))
+	code, out, errOut = runCLI(t, "rollback", "--repo", repo, deletion)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "rollback: reverted "+deletion)
+	require.Contains(t, out, "1 created")
+	cm, err = tgt.CoreV1().ConfigMaps(dst).Get(ctx, "settings", metav1.GetOptions{})
+	require.NoError(t, err, "rolled back")
+	require.Equal(t, "blue", cm.Data["color"])
+	require.Contains(t, gitOut(t, repo, "log", "-1", "--format=%B"), "This reverts commit "+deletion)
+
 	// The plaintext never reached the repository.
 	require.NotContains(t, gitOut(t, repo, "cat-file", "--batch-all-objects", "--batch"), "sync-test-plaintext")
 	require.False(t, strings.Contains(out, "sync-test-plaintext"))
