@@ -123,4 +123,3 @@ func (r *Repository) subject(h plumbing.Hash) (string, error) {
 	subject, _, _ := strings.Cut(c.Message, "\n")
 	return subject, nil
 }
-
