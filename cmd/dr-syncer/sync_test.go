@@ -120,6 +120,21 @@ func TestSyncCommand(t *testing.T) {
 	require.Equal(t, "blue", cm.Data["color"])
 	require.Contains(t, gitOut(t, repo, "log", "-1", "--format=%B"), "This reverts commit "+deletion)
 
+	// Failover: the Deployment gets its replicas back, and a later sync
+	// keeps them.
+	code, out, errOut = runCLI(t, "failover", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "failover: standby off")
+	dep, err = tgt.AppsV1().Deployments(dst).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 3, *dep.Spec.Replicas)
+	code, _, errOut = runCLI(t, "sync", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	dep, err = tgt.AppsV1().Deployments(dst).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 3, *dep.Spec.Replicas, "a sync after failover must not bring standby back")
+	require.Contains(t, gitOut(t, repo, "show", "HEAD~1:dr-syncer.yaml")+gitOut(t, repo, "show", "HEAD:dr-syncer.yaml"), "disabled: true")
+
 	// The plaintext never reached the repository.
 	require.NotContains(t, gitOut(t, repo, "cat-file", "--batch-all-objects", "--batch"), "sync-test-plaintext")
 	require.False(t, strings.Contains(out, "sync-test-plaintext"))
