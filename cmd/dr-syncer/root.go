@@ -30,7 +30,7 @@ DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand(), newRollbackCommand(), newFailoverCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand(), newRollbackCommand(), newFailoverCommand(), newStatusCommand())
 	for _, p := range plannedCommands {
 		root.AddCommand(p.command())
 	}
@@ -54,7 +54,6 @@ type planned struct {
 }
 
 var plannedCommands = []planned{
-	{"status --repo DIR", "Show what the target holds, from which commit, and how far behind", 4},
 	{"run --repo DIR|URL", "Run the controller: scheduled or continuous replication", 6},
 	{"agent", "Serve source volumes read-only to rsync over SSH (runs on a source node)", 5},
 }

@@ -70,6 +70,13 @@ func TestSyncCommand(t *testing.T) {
 	require.Zero(t, *dep.Spec.Replicas, "DR standby")
 	require.Equal(t, "3", dep.Annotations["dr-syncer.io/original-replicas"])
 
+	// Status: the target holds the tip, 0 behind.
+	code, out, errOut = runCLI(t, "status", "--repo", repo, "--output", "json")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"behind": 0`)
+	require.Contains(t, out, `"objects": 4`)
+	require.Contains(t, out, `"commit": "`+strings.TrimSpace(gitOut(t, repo, "rev-parse", "HEAD"))+`"`)
+
 	// In sync: diff exits 0; a second sync changes nothing.
 	code, out, errOut = runCLI(t, "diff", "--repo", repo)
 	require.Equal(t, 0, code, "diff: %s %s", out, errOut)
@@ -134,6 +141,15 @@ func TestSyncCommand(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 3, *dep.Spec.Replicas, "a sync after failover must not bring standby back")
 	require.Contains(t, gitOut(t, repo, "show", "HEAD~1:dr-syncer.yaml")+gitOut(t, repo, "show", "HEAD:dr-syncer.yaml"), "disabled: true")
+
+	// A snapshot not applied yet: status says the target is one commit behind.
+	_, err = src.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "extra"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	code, _, errOut = runCLI(t, "snapshot", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = runCLI(t, "status", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "behind:          1 commits")
 
 	// The plaintext never reached the repository.
 	require.NotContains(t, gitOut(t, repo, "cat-file", "--batch-all-objects", "--batch"), "sync-test-plaintext")
