@@ -8,6 +8,7 @@ import (
 	"filippo.io/age"
 	"github.com/go-git/go-git/v5/plumbing"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
@@ -73,7 +74,18 @@ func Diff(ctx context.Context, opts ApplyOptions) (plumbing.Hash, []reconciler.O
 }
 
 func newManager(opts ApplyOptions) (*reconciler.Manager, error) {
-	return reconciler.New(opts.Target, reconciler.Options{InventoryName: InventoryName(opts.Config)})
+	cfg := opts.Config
+	ratio := cfg.MaxPruneRatio()
+	if ratio == 0 {
+		// 0% in the mapping: every prune needs --allow-mass-prune (the
+		// reconciler reads a zero ratio as its default).
+		ratio = 1e-9
+	}
+	return reconciler.New(opts.Target, reconciler.Options{
+		InventoryName:  InventoryName(cfg),
+		MassPruneRatio: ratio,
+		Recreate:       func(gk schema.GroupKind) bool { return cfg.MayRecreate(gk.Group, gk.Kind) },
+	})
 }
 
 // desired renders the commit and opens its sealed Secrets: the objects as

@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"slices"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -50,6 +52,8 @@ type Spec struct {
 	// Deployments and StatefulSets at 0 replicas, CronJobs suspended. Read by
 	// the render stage (overlays/<target>/generated/).
 	Standby Standby `json:"standby,omitempty"`
+	// Apply tunes how the target is changed. Read by the reconcile stage.
+	Apply Apply `json:"apply,omitempty"`
 }
 
 // ClusterRef names a cluster.
@@ -190,4 +194,51 @@ type Standby struct {
 	// Disabled runs the workloads in the target with the source's replica
 	// counts and schedules (an active-active copy). Default false.
 	Disabled bool `json:"disabled,omitempty"`
+}
+
+// Apply tunes how a commit is applied to the target.
+type Apply struct {
+	// Recreate lists the kinds whose objects may be deleted and created
+	// again when a commit changes a field that cannot change. Default: Job
+	// (batch) and Service. CustomResourceDefinitions, Namespaces and
+	// PersistentVolumeClaims are never recreated: deleting them deletes
+	// data.
+	Recreate []KindRef `json:"recreate,omitempty"`
+	// MaxPrunePercent refuses an apply that would prune more than this share
+	// of what the target holds, unless --allow-mass-prune: a DR copy must
+	// not follow a wipe of the source. Default 25.
+	MaxPrunePercent *int `json:"maxPrunePercent,omitempty"`
+}
+
+// DefaultMaxPrunePercent is Apply.MaxPrunePercent's default.
+const DefaultMaxPrunePercent = 25
+
+// DefaultRecreate is Apply.Recreate's default.
+var DefaultRecreate = []KindRef{{Group: "batch", Kind: "Job"}, {Kind: "Service"}}
+
+// neverRecreated are the kinds that Apply.Recreate may not name.
+var neverRecreated = []KindRef{
+	{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"},
+	{Kind: "Namespace"},
+	{Kind: "PersistentVolumeClaim"},
+}
+
+// MayRecreate reports whether objects of a kind may be recreated.
+func (c *SyncConfig) MayRecreate(group, kind string) bool {
+	if slices.Contains(neverRecreated, KindRef{Group: group, Kind: kind}) {
+		return false
+	}
+	list := c.Spec.Apply.Recreate
+	if list == nil {
+		list = DefaultRecreate
+	}
+	return slices.Contains(list, KindRef{Group: group, Kind: kind})
+}
+
+// MaxPruneRatio is Apply.MaxPrunePercent as a ratio, its default applied.
+func (c *SyncConfig) MaxPruneRatio() float64 {
+	if p := c.Spec.Apply.MaxPrunePercent; p != nil {
+		return float64(*p) / 100
+	}
+	return DefaultMaxPrunePercent / 100.0
 }

@@ -148,6 +148,7 @@ func TestDecodeInvalid(t *testing.T) {
 		"bad-timezone",               // unknown IANA zone
 		"bad-selector",               // invalid label key, value and operator
 		"bad-resources",              // kinds, groups, globs, exclusion IDs, access modes
+		"bad-apply",                  // recreate of a PVC or CRD, a prune share over 100
 	} {
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("testdata/invalid", name+".yaml"))

@@ -59,6 +59,12 @@
 //	  standby:
 //	    disabled: false                    # default false: in the target, Deployments and StatefulSets
 //	                                       # run 0 replicas and CronJobs are suspended until failover
+//	  apply:
+//	    recreate:                          # default: [{group: batch, kind: Job}, {kind: Service}]; kinds whose
+//	      - {group: batch, kind: Job}      # objects may be deleted and re-created when an immutable field
+//	                                       # changes; never CRDs, Namespaces or PVCs
+//	    maxPrunePercent: 25                # default 25: an apply pruning more of the inventory is refused
+//	                                       # without --allow-mass-prune (0: every prune needs it)
 //
 // Credentials never appear in the file: clusters are reached through
 // kubeconfigs given on the command line or in the environment.

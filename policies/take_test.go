@@ -262,3 +262,30 @@ func TestExclusionTableDocumented(t *testing.T) {
 		t.Errorf("doc.go's exclusion table differs from DefaultExclusions:\n doc: %v\ncode: %v", documented, table)
 	}
 }
+
+func TestApplyPolicy(t *testing.T) {
+	var c SyncConfig
+	for _, tc := range []struct {
+		group, kind string
+		want        bool
+	}{
+		{"batch", "Job", true}, {"", "Service", true}, {"apps", "Deployment", false},
+		{"", "PersistentVolumeClaim", false}, {"", "Namespace", false}, {"apiextensions.k8s.io", "CustomResourceDefinition", false},
+	} {
+		if got := c.MayRecreate(tc.group, tc.kind); got != tc.want {
+			t.Errorf("default MayRecreate(%q, %q) = %v", tc.group, tc.kind, got)
+		}
+	}
+	c.Spec.Apply.Recreate = []KindRef{{Group: "apps", Kind: "Deployment"}, {Kind: "PersistentVolumeClaim"}}
+	if !c.MayRecreate("apps", "Deployment") || c.MayRecreate("batch", "Job") || c.MayRecreate("", "PersistentVolumeClaim") {
+		t.Error("an explicit list replaces the default, and never allows a PVC")
+	}
+	if c.MaxPruneRatio() != 0.25 {
+		t.Errorf("default MaxPruneRatio = %v", c.MaxPruneRatio())
+	}
+	ten := 10
+	c.Spec.Apply.MaxPrunePercent = &ten
+	if c.MaxPruneRatio() != 0.10 {
+		t.Errorf("MaxPruneRatio = %v", c.MaxPruneRatio())
+	}
+}

@@ -50,6 +50,7 @@ func (c *SyncConfig) validate() fieldErrors {
 		return []string{fmt.Sprintf("want one of %s", quoteList(accessModes))}
 	})
 	c.validateReplication(&errs)
+	c.validateApply(&errs)
 	return errs
 }
 
@@ -347,6 +348,22 @@ func validateNameMappings(errs *fieldErrors, base, what string, list []NameMappi
 			continue
 		}
 		seen[m.Source] = p
+	}
+}
+
+func (c *SyncConfig) validateApply(errs *fieldErrors) {
+	const base = "spec.apply"
+	for i, k := range c.Spec.Apply.Recreate {
+		p := fmt.Sprintf("%s.recreate[%d]", base, i)
+		if !validateKindRef(errs, p, k) {
+			continue
+		}
+		if slices.Contains(neverRecreated, k) {
+			errs.add(p, fmt.Errorf("%s is never recreated: deleting it deletes what it holds", k))
+		}
+	}
+	if p := c.Spec.Apply.MaxPrunePercent; p != nil && (*p < 0 || *p > 100) {
+		errs.add(base+".maxPrunePercent", fmt.Errorf("is %d, want 0 to 100", *p))
 	}
 }
 
