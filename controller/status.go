@@ -28,7 +28,8 @@ type Status struct {
 	AppliedAt time.Time  `json:"appliedAt,omitzero"`
 	Objects   int        `json:"objects"`
 	// Behind counts the commits of the branch the target does not hold yet;
-	// -1 when the target holds a commit that is not on the branch.
+	// -1 when the target holds nothing yet, or a commit that is not on the
+	// branch.
 	Behind int `json:"behind"`
 	// Lag is how much older the target's commit is than the last snapshot:
 	// what a failover now would lose, as far as the repository knows.
@@ -53,22 +54,20 @@ func StatusOf(ctx context.Context, opts ApplyOptions) (Status, error) {
 		if st.LastSnapshot == nil && c.Trailer("Source-Cluster") == st.Source {
 			st.LastSnapshot = &CommitRef{Commit: c.Hash.String(), Time: c.When}
 		}
-		if inv.Commit != "" && c.Hash.String() == inv.Commit {
+		if st.Applied == nil && inv.Commit != "" && c.Hash.String() == inv.Commit {
 			st.Applied = &CommitRef{Commit: inv.Commit, Time: c.When}
 			st.Behind = n
-			return false
 		}
 		n++
-		return true
+		// Walk on until both are found: the target may hold a commit made
+		// after the last snapshot (a revert, a failover).
+		return st.LastSnapshot == nil || (inv.Commit != "" && st.Applied == nil)
 	})
 	if err != nil {
 		return st, err
 	}
 	if inv.Commit != "" && st.Applied == nil {
 		st.Applied = &CommitRef{Commit: inv.Commit}
-	}
-	if inv.Commit == "" {
-		st.Behind = n
 	}
 	if st.LastSnapshot != nil && st.Applied != nil && !st.Applied.Time.IsZero() {
 		st.Lag = max(0, st.LastSnapshot.Time.Sub(st.Applied.Time))

@@ -40,7 +40,7 @@ func newStatusCommand() *cobra.Command {
 			}
 			switch {
 			case st.Applied == nil:
-				fmt.Fprintf(w, "  target holds:    nothing applied yet (%d commits to apply)\n", st.Behind)
+				fmt.Fprintf(w, "  target holds:    nothing applied yet\n")
 			case st.Behind < 0:
 				fmt.Fprintf(w, "  target holds:    %s, not on %s (pinned, or the branch was rewritten)\n", short(st.Applied.Commit), st.Branch)
 			default:

@@ -141,6 +141,9 @@ func TestSyncCommand(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 3, *dep.Spec.Replicas, "a sync after failover must not bring standby back")
 	require.Contains(t, gitOut(t, repo, "show", "HEAD~1:dr-syncer.yaml")+gitOut(t, repo, "show", "HEAD:dr-syncer.yaml"), "disabled: true")
+	code, out, errOut = runCLI(t, "status", "--repo", repo, "--output", "json")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"lastSnapshot"`, "found behind the failover commit the target holds")
 
 	// A snapshot not applied yet: status says the target is one commit behind.
 	_, err = src.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "extra"}}, metav1.CreateOptions{})

@@ -55,8 +55,34 @@ src patch configmap settings -n shop --type merge -p '{"data":{"greeting":"Welco
 show "$drs" snapshot --repo "$repo"
 show git -C "$repo" show --format='%s' HEAD
 
+tgt() { "$kubectl" --kubeconfig "$DR_SYNCER_TARGET_KUBECONFIG" "$@"; }
+
+step "dr-syncer sync: snapshot + apply to the target (shop -> shop-dr, standby)"
+show "$drs" sync --repo "$repo"
+show "$drs" render --repo "$repo" | grep -E '^(kind|  name|  namespace|  replicas):|original-replicas' | head -30
+tgt get all,configmaps,secrets,pvc,storefronts -n shop-dr
+printf 'Secret db in the target: password=%s\n' "$(tgt get secret db -n shop-dr -o jsonpath='{.data.password}' | base64 -d)"
+show "$drs" status --repo "$repo"
+
+step "Drift in the target: diff shows it (exit 1), apply repairs it"
+tgt patch configmap settings -n shop-dr --type merge -p '{"data":{"greeting":"edited by hand"}}' >/dev/null
+"$drs" diff --repo "$repo" || echo "(diff exit code $?)"
+show "$drs" apply --repo "$repo"
+
+step "A bad change replicated: roll it back"
+src delete configmap settings -n shop >/dev/null
+show "$drs" sync --repo "$repo"
+bad=$(git -C "$repo" rev-parse HEAD)
+show "$drs" rollback --repo "$repo" "$bad"
+tgt get configmap settings -n shop-dr -o jsonpath='{.data.greeting}{"\n"}'
+show git -C "$repo" log --format='%h %s' -5
+
+step "Failover: the DR copy takes over"
+show "$drs" failover --repo "$repo"
+tgt get deployment web -n shop-dr -o jsonpath='replicas: {.spec.replicas}{"\n"}'
+show "$drs" status --repo "$repo"
+
 step "Coming next"
 cat <<'TXT'
-render / apply / sync (overlays -> target by server-side apply, prune, rollback): issue #4
 PVC data over rsync + SSH: issue #5; scheduled and continuous modes: issue #6
 TXT
