@@ -195,6 +195,9 @@ func Unseal(secret *unstructured.Unstructured, identities ...age.Identity) error
 		secret.Object["data"] = data
 	}
 	delete(ann, EncryptedAnnotation)
+	if len(ann) == 0 {
+		ann = nil // no empty map left behind for the apply to own
+	}
 	secret.SetAnnotations(ann)
 	return nil
 }
