@@ -125,4 +125,3 @@ func project(live, desired any) any {
 		return live
 	}
 }
-
