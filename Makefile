@@ -27,7 +27,7 @@ kube-bin:
 
 ## test: gofmt, go vet and every test, unit and real-apiserver
 test: kube-bin fmt-check vet
-	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 fmt-check:
 	@files=$$(gofmt -l $$(git ls-files '*.go')); \

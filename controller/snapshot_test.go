@@ -16,7 +16,7 @@ import (
 
 // realisticNamespace is a namespace as people run them, plus what a
 // snapshot must leave out. %[1]s is the namespace, %[2]s a second one that
-// is not mapped.
+// is not mapped, %[3]d the explicit NodePort (unique in the cluster).
 const realisticNamespace = `
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -127,7 +127,7 @@ spec:
   type: NodePort
   selector: {app: web}
   ports:
-  - {name: fixed, port: 80, targetPort: 80, nodePort: 30080}
+  - {name: fixed, port: 80, targetPort: 80, nodePort: %[3]d}
   - {name: allocated, port: 443, targetPort: 443}
 ---
 # A Service without a selector and the Endpoints a person wrote for it:
@@ -325,7 +325,7 @@ spec:
 func TestSnapshotRealisticNamespace(t *testing.T) {
 	ctx := t.Context()
 	src := clusters.Source
-	applyManifests(t, src, fmt.Sprintf(realisticNamespace, "golden-shop", "golden-other"))
+	applyManifests(t, src, fmt.Sprintf(realisticNamespace, "golden-shop", "golden-other", 30080))
 	id, sealer := testKeys(t)
 	cfg := decodeConfig(t, fmt.Sprintf(goldenConfig, id.Recipient()))
 

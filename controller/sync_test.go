@@ -40,7 +40,7 @@ spec:
 // RoleBinding subject in the new namespace and the Secret opened.
 func TestSyncRealisticNamespace(t *testing.T) {
 	ctx := t.Context()
-	applyManifests(t, clusters.Source, fmt.Sprintf(realisticNamespace, "real-shop", "real-other"))
+	applyManifests(t, clusters.Source, fmt.Sprintf(realisticNamespace, "real-shop", "real-other", 30081))
 	id, sealer := testKeys(t)
 	cfg := decodeConfig(t, fmt.Sprintf(syncConfig, id.Recipient()))
 	repo, err := gitstore.Init(ctx, t.TempDir())
