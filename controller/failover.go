@@ -120,7 +120,7 @@ func snapshotObjects(ctx context.Context, repo *gitstore.Repository, rev, source
 	}
 	var objects []*unstructured.Unstructured
 	for _, p := range slices.Sorted(maps.Keys(files)) {
-		data, err := repo.ReadFile(ctx, rev, p)
+		data, err := repo.ReadBlob(ctx, files[p])
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/google/go-cmp/cmp"
@@ -84,7 +85,7 @@ func waitServed(t *testing.T, c *testcluster.Cluster, crd *unstructured.Unstruct
 	require.Eventually(t, func() bool {
 		_, err := c.Clientset().Discovery().ServerResourcesForGroupVersion(group + "/" + v)
 		return err == nil
-	}, 30e9, 50e6, "CRD %s not served", crd.GetName())
+	}, 30*time.Second, 50*time.Millisecond, "CRD %s not served", crd.GetName())
 }
 
 // testKeys makes an age identity in a temporary folder and the sealer that

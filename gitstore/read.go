@@ -77,6 +77,25 @@ func (r *Repository) Files(ctx context.Context, rev, prefix string) (map[string]
 	return files, nil
 }
 
+// ReadBlob returns the content of a blob by its hash, as Files lists them:
+// a reader that has listed a tree reads each file without resolving the
+// commit and walking its trees again.
+func (r *Repository) ReadBlob(ctx context.Context, h plumbing.Hash) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("gitstore: read blob %s: %w", h, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil { // a gc may have packed it meanwhile
+		return nil, fmt.Errorf("gitstore: read blob %s: %w", h, err)
+	}
+	b, err := r.readBlob(h)
+	if err != nil {
+		return nil, fmt.Errorf("gitstore: read blob %s: %w", h, err)
+	}
+	return b, nil
+}
+
 // Resolve returns the commit that rev names (a branch, a tag, a hash or any
 // revision git understands), so that a caller can record exactly what it
 // read.

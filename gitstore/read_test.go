@@ -133,3 +133,26 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+func TestReadBlob(t *testing.T) {
+	ctx := t.Context()
+	r, _ := initRepo(t)
+	commit(t, r, "main", Change{Path: "d/a.yaml", Content: []byte("a")}, Change{Path: "d/b.yaml", Content: []byte("bb")})
+	files, err := r.Files(ctx, "main", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, h := range files {
+		got, err := r.ReadBlob(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.ReadFile(ctx, "main", p)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("ReadBlob(%s) = %q, ReadFile = %q (%v)", p, got, want, err)
+		}
+	}
+	if _, err := r.ReadBlob(ctx, plumbing.NewHash("0123456789012345678901234567890123456789")); err == nil {
+		t.Error("ReadBlob of an unknown hash: want an error")
+	}
+}

@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"path"
 	"slices"
 	"strings"
@@ -27,11 +28,11 @@ type repoTree struct {
 // resolved to its commit first, so that every file comes from the same
 // commit even if the branch moves while the build reads.
 func loadTree(ctx context.Context, repo *gitstore.Repository, rev string) (*repoTree, error) {
-	if !plumbing.IsHash(rev) {
-		if h, err := repo.Head(ctx, rev); err == nil && !h.IsZero() {
-			rev = h.String()
-		}
+	h, err := repo.Resolve(ctx, rev)
+	if err != nil {
+		return nil, err
 	}
+	rev = h.String()
 	files, err := repo.Files(ctx, rev, "")
 	if err != nil {
 		return nil, err
@@ -64,7 +65,13 @@ func (t *repoTree) read(p string) ([]byte, error) {
 	if b, ok := t.content[p]; ok {
 		return b, nil
 	}
-	b, err := t.repo.ReadFile(t.ctx, t.rev, p)
+	h, ok := t.files[p]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
+	}
+	// By hash: the tree was walked once in loadTree; reading by path
+	// would resolve the commit and walk it again for every file.
+	b, err := t.repo.ReadBlob(t.ctx, h)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 // applyOptions opens everything an apply or a diff needs.
 func (f *targetFlags) applyOptions(cmd *cobra.Command) (controller.ApplyOptions, error) {
 	ctx := cmd.Context()
-	repo, cfg, err := openMapping(ctx, f.repo, f.ref)
+	repo, cfg, err := openMapping(ctx, f.repo, f.ref, cmd.ErrOrStderr())
 	if err != nil {
 		return controller.ApplyOptions{}, err
 	}
@@ -180,7 +180,7 @@ func newSyncCommand() *cobra.Command {
 	var allowMassPrune bool
 	cmd := &cobra.Command{
 		Use:   "sync --repo DIR [--source-kubeconfig F] [--target-kubeconfig F]",
-		Short: "Snapshot, apply and copy PVC data, once",
+		Short: "Snapshot, then apply, once (the PVC data stage joins with #5)",
 		Long: `Snapshot the source (one commit, or none if nothing changed), then apply the
 branch's tip to the target. The PVC data stage joins when it lands (#5).`,
 		Args: cobra.NoArgs,

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -23,7 +27,7 @@ values stay sealed: they are decrypted only on the way to the target.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, cfg, err := openMapping(ctx, repoDir, ref)
+			repo, cfg, err := openMapping(ctx, repoDir, ref, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -46,8 +50,9 @@ values stay sealed: they are decrypted only on the way to the target.`,
 }
 
 // openMapping opens the repository and decodes dr-syncer.yaml as committed
-// at ref.
-func openMapping(ctx context.Context, dir, ref string) (*gitstore.Repository, *policies.SyncConfig, error) {
+// at ref: the committed mapping is the one that counts (the controller
+// follows commits), so when the work tree holds another, it says so on warn.
+func openMapping(ctx context.Context, dir, ref string, warn io.Writer) (*gitstore.Repository, *policies.SyncConfig, error) {
 	repo, err := gitstore.Open(ctx, dir)
 	if err != nil {
 		return nil, nil, err
@@ -59,6 +64,9 @@ func openMapping(ctx context.Context, dir, ref string) (*gitstore.Repository, *p
 	cfg, err := policies.Decode(policies.FileName, data)
 	if err != nil {
 		return nil, nil, err
+	}
+	if local, err := os.ReadFile(filepath.Join(dir, policies.FileName)); err == nil && !bytes.Equal(local, data) {
+		fmt.Fprintf(warn, "note: %s has uncommitted changes; using the version committed on %s\n", policies.FileName, ref)
 	}
 	return repo, cfg, nil
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -47,18 +44,9 @@ unchanged Secrets keep their ciphertext.`,
 
 func runSnapshot(cmd *cobra.Command, f snapshotFlags) error {
 	ctx, out := cmd.Context(), cmd.OutOrStdout()
-	repo, cfg, err := openMapping(ctx, f.repo, f.branch)
+	repo, cfg, err := openMapping(ctx, f.repo, f.branch, cmd.ErrOrStderr())
 	if err != nil {
 		return err
-	}
-	data, err := repo.ReadFile(ctx, f.branch, policies.FileName)
-	if err != nil {
-		return err
-	}
-	// The committed mapping is the one that counts (the controller follows
-	// commits); say so when the work tree holds another.
-	if local, err := os.ReadFile(filepath.Join(f.repo, policies.FileName)); err == nil && !bytes.Equal(local, data) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "note: %s has uncommitted changes; using the version committed on %s\n", policies.FileName, f.branch)
 	}
 	source, err := restConfig("source", f.kubeconfig, "DR_SYNCER_SOURCE_KUBECONFIG", f.kubeContext)
 	if err != nil {
