@@ -54,6 +54,8 @@ type Spec struct {
 	Standby Standby `json:"standby,omitempty"`
 	// Apply tunes how the target is changed. Read by the reconcile stage.
 	Apply Apply `json:"apply,omitempty"`
+	// Volumes is the PVC data stage.
+	Volumes Volumes `json:"volumes,omitempty"`
 }
 
 // ClusterRef names a cluster.

@@ -93,6 +93,14 @@ func TestDecodeFull(t *testing.T) {
 			StorageClasses: []NameMapping{{Source: "fast-ssd", Target: "standard"}},
 			AccessModes:    []NameMapping{{Source: "ReadWriteOnce", Target: "ReadWriteMany"}},
 			Replication:    Replication{Mode: ReplicationModeScheduled, Schedule: "30 2 * * MON-FRI", TimeZone: "Europe/Berlin"},
+			Volumes: Volumes{
+				Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"backup": "true"}},
+				Unmounted:   UnmountedMount,
+				Concurrency: 4,
+				Retries:     ptr(5),
+				InPlace:     true,
+				Agent:       VolumeAgent{Port: 2022, Address: AgentAddressExternalIP},
+			},
 		},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
@@ -149,6 +157,7 @@ func TestDecodeInvalid(t *testing.T) {
 		"bad-selector",               // invalid label key, value and operator
 		"bad-resources",              // kinds, groups, globs, exclusion IDs, access modes
 		"bad-apply",                  // recreate of a PVC or CRD, a prune share over 100
+		"bad-volumes",                // selector operator, policy case, limits, port, address
 	} {
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("testdata/invalid", name+".yaml"))
@@ -319,3 +328,5 @@ f:7:8: p.s: want a string, got a number (quote it to make it a string)`
 		t.Errorf("got:\n%s\nwant:\n%s", got, wantErr)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -159,6 +159,19 @@ func InitFile(opts InitOptions) ([]byte, error) {
 	w.line(2, "# mode: scheduled")
 	w.line(2, "# schedule: \"0 */6 * * *\"    # minute hour day-of-month month day-of-week")
 	w.line(2, "# timeZone: Europe/Berlin    # an IANA name; default UTC")
+
+	w.blank()
+	w.line(1, "# PVC data: after each applied commit, the data of every replicated claim is")
+	w.line(1, "# pulled with rsync over SSH from the agent on the source node that mounts it.")
+	w.line(1, "# A claim labelled dr-syncer.io/volume-sync=false is never copied.")
+	w.line(1, "# volumes:")
+	w.line(1, "#   disabled: false")
+	w.line(1, "#   selector: {matchLabels: {backup: \"true\"}}   # default: every claim")
+	w.line(1, "#   unmounted: Skip     # or Mount: a temporary read-only pod on the source")
+	w.line(1, "#   concurrency: 2")
+	w.line(1, "#   retries: 3")
+	w.line(1, "#   inPlace: false      # true: faster deltas, half-written files if a copy fails")
+	w.line(1, "#   agent: {port: 2222, address: NodeIP}   # or ExternalIP")
 	return []byte(w.String()), nil
 }
 

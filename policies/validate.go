@@ -51,6 +51,7 @@ func (c *SyncConfig) validate() fieldErrors {
 	})
 	c.validateReplication(&errs)
 	c.validateApply(&errs)
+	c.validateVolumes(&errs)
 	return errs
 }
 

@@ -30,7 +30,7 @@ DR_SYNCER_TARGET_KUBECONFIG; they are never written into the repository.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand(), newRollbackCommand(), newFailoverCommand(), newStatusCommand())
+	root.AddCommand(newVersionCommand(), newInitCommand(), newSnapshotCommand(), newRenderCommand(), newApplyCommand(), newDiffCommand(), newSyncCommand(), newRollbackCommand(), newFailoverCommand(), newStatusCommand(), newRunCommand(), newAgentCommand())
 	for _, p := range plannedCommands {
 		root.AddCommand(p.command())
 	}
@@ -53,10 +53,7 @@ type planned struct {
 	issue int
 }
 
-var plannedCommands = []planned{
-	{"run --repo DIR|URL", "Run the controller: scheduled or continuous replication", 6},
-	{"agent", "Serve source volumes read-only to rsync over SSH (runs on a source node)", 5},
-}
+var plannedCommands = []planned{}
 
 func (p planned) command() *cobra.Command {
 	return &cobra.Command{
