@@ -31,6 +31,30 @@
 // under a prefix at any revision with their blob hashes, and
 // [Repository.ReadFile] one file's content.
 //
+// # Remotes
+//
+// [Clone] makes (or reopens) a clone of a [Remote] in a cache directory with
+// a work tree; the rest of the package works on it unchanged.
+// [Repository.Fetch] updates the remote-tracking branches and fast-forwards
+// local branches without commits of their own; [Repository.Push] pushes a
+// branch and fails with [ErrPushRejected] when the remote moved.
+// [Repository.CommitAndPush] is the writer's loop: build the changes on the
+// tip, commit, push, and on a rejection fetch, reset the branch to the
+// remote's tip and build again, so that snapshot commits (derived data) are
+// rebuilt on top of whatever others pushed, never merged:
+//
+//	repo, err := gitstore.Clone(ctx, gitstore.Remote{URL: url, Auth: auth}, cacheDir)
+//	...
+//	hash, err := repo.CommitAndPush(ctx, "main", func(ctx context.Context, tip plumbing.Hash) ([]gitstore.Change, gitstore.CommitOptions, error) {
+//		cs, err := repo.Diff(ctx, "main", gitstore.SnapshotPrefix("prod"), files)
+//		return cs.Changes, gitstore.CommitOptions{Message: msg}, err
+//	})
+//
+// [Auth] holds https basic or token credentials, or an ssh key with a
+// pinned known_hosts; [AuthFromEnv], [AuthFromDir] and [AuthFromSecretData]
+// load it. Credentials stay in memory: they are never written to the cache,
+// and errors and String methods show URLs without user information.
+//
 // # Layout
 //
 // [ObjectPath] and [ParseObjectPath] map an [ObjectID] of a source cluster to

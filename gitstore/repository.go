@@ -35,6 +35,10 @@ type Repository struct {
 	// beforeRefUpdate, when set by a test, runs after Commit has read the
 	// tip and written its objects, just before it moves the branch.
 	beforeRefUpdate func()
+
+	// remote is the remote Clone made the repository from; nil for Init
+	// and Open. See remote.go.
+	remote *remote
 }
 
 // Init creates a new repository with a work tree in dir (created if missing)
