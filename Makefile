@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 30m
 
 export KUBEBUILDER_ASSETS := $(KUBE_BIN)
 
-.PHONY: all build kube-bin test fmt-check vet clusters-up clusters-down demo clean
+.PHONY: all build kube-bin host-tools test fmt-check vet clusters-up clusters-down demo clean
 
 all: build
 
@@ -25,8 +25,12 @@ build:
 kube-bin:
 	@hack/kube-bin/build.sh $(KUBE_BIN)
 
+## host-tools: rsync and the OpenSSH client, which the PVC stage runs (from Debian when missing)
+host-tools:
+	@hack/host-tools.sh
+
 ## test: gofmt, go vet and every test, unit and real-apiserver
-test: kube-bin fmt-check vet
+test: kube-bin host-tools fmt-check vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 fmt-check:
@@ -45,7 +49,7 @@ clusters-down:
 	@$(GO) run ./hack/clusters down --dir $(CLUSTERS)
 
 ## demo: the main job on two local control planes
-demo: build kube-bin
+demo: build kube-bin host-tools
 	@hack/demo/run.sh
 
 clean: clusters-down

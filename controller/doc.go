@@ -6,3 +6,76 @@
 // It must not reimplement any stage: it calls packages snapshot, gitstore,
 // render, reconciler and pvcsync, and only it (and cmd) sees them all.
 package controller
+
+// # The controller (Run)
+//
+// [Run] takes part in a leader election (a coordination.k8s.io Lease in the
+// target cluster; leader.go says why there) and, while it leads, runs the
+// mode of spec.replication:
+//
+//   - manual: one cycle — snapshot, commit if anything changed, apply, PVC
+//     stage — per new value of the annotation dr-syncer.io/sync-now on the
+//     ConfigMap dr-syncer-trigger in the controller's namespace of the
+//     target (created by the controller):
+//
+//     kubectl -n dr-syncer-system annotate configmap dr-syncer-trigger dr-syncer.io/sync-now="$(date +%s)" --overwrite
+//
+//     The value handled is written back to dr-syncer.io/synced and the
+//     outcome to dr-syncer.io/sync-result, so that a new leader neither
+//     loses nor repeats a request. The target, not the source, holds the
+//     trigger: it is where the controller and its Lease live, and where an
+//     operator acts during a disaster. `dr-syncer sync` stays the one-shot
+//     command line form.
+//   - scheduled: one cycle per tick of the mapping's cron schedule in its
+//     time zone (robfig/cron/v3, five fields; RunOptions.Schedule replaces
+//     it, e.g. cron.Every(time.Second) in tests). A tick that finds the last
+//     cycle still running is skipped and counted
+//     (dr_syncer_ticks_skipped_total), never queued.
+//   - continuous: snapshot.Watch keeps informers on the taken kinds of the
+//     mapped namespaces (namespaces that a selector maps later and kinds of
+//     CRDs created later included); each event marks its object. A batch
+//     is committed when events pause for Debounce/10 or when its first
+//     change has waited Debounce (default 1 s), whichever comes first: a
+//     lone change is committed about 100 ms after it happened, a burst in
+//     commits of at most one second each. A commit writes only the files of
+//     the objects that changed (each object taken, cleaned and sealed as by
+//     a full snapshot) and the generated overlay if it follows. A full
+//     snapshot (controller.Snapshot) runs at start, after the informers
+//     synced, and every ResyncPeriod, with a forced apply (drift).
+//
+// Snapshot commits carry Snapshot-Mode: manual, scheduled or continuous.
+//
+// Every new commit of the followed ref (RunOptions.Ref, default the
+// branch) is applied by one apply loop: after a snapshot commit, when the
+// repository's refs change on disk (fsnotify on the refs directories and
+// packed-refs: a revert or an edited overlay committed by a person), every
+// RefPollPeriod as a safety net, and after a failure with a backoff up to
+// 10 s, so that a target that was away is caught up without help. The
+// loop applies the resolved commit, never the moving ref, and skips a
+// commit the target's inventory already holds: a new term (a restart, a
+// new leader) applies the ref only when the target is behind.
+//
+// After each successful apply, RunOptions.Volumes (the PVC stage) is
+// called with the commit in its own goroutine, latest wins: while a copy
+// runs, newer commits only replace the one waiting, and one copy at the
+// newest follows — not a queue, and never a wait for snapshots or applies.
+//
+// Lag is measured per change in continuous mode: from the moment its
+// informer event arrived to the end of the apply of a commit that holds it
+// (the commit itself or a descendant: a person's merge), observed in
+// dr_syncer_lag_seconds, and the worst of the last apply is written to the
+// ConfigMap status-<mapping> beside the inventory, where StatusOf reads it
+// (Status.ChangeLag).
+//
+// On SIGTERM (ctx cancelled) a snapshot in flight is abandoned (gitstore
+// moves refs by check-and-set: there is no half-written ref), an apply in
+// flight gets a short grace period to complete and record its inventory,
+// the Lease is released after the work returned, and the next start
+// applies the followed ref if the target's inventory is behind it.
+//
+// Metrics (prefix dr_syncer_): cycles_total{mode,result},
+// commits_total{mode}, commit_objects, apply_objects_total{action},
+// prunes_total, errors_total{stage}, lag_seconds, ticks_skipped_total,
+// last_success_timestamp_seconds, leader, volumes_coalesced_total. They are
+// served with /healthz and /readyz (ready: a follower waiting, or a leader
+// whose informers synced and whose mode started) at RunOptions.MetricsAddr.

@@ -3,9 +3,16 @@ package controller
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/reconciler"
 )
 
 // CommitRef is a commit and when it was made.
@@ -34,6 +41,11 @@ type Status struct {
 	// Lag is how much older the target's commit is than the last snapshot:
 	// what a failover now would lose, as far as the repository knows.
 	Lag time.Duration `json:"lag"`
+	// ChangeLag is, for the last commit of continuous mode applied, the
+	// longest time from a source event to the apply of its change, as
+	// `dr-syncer run` recorded it at ChangeLagTime (zero: not recorded).
+	ChangeLag     time.Duration `json:"changeLag,omitempty"`
+	ChangeLagTime time.Time     `json:"changeLagTime,omitzero"`
 }
 
 // StatusOf reads the branch's history and the target's inventory.
@@ -72,5 +84,27 @@ func StatusOf(ctx context.Context, opts ApplyOptions) (Status, error) {
 	if st.LastSnapshot != nil && st.Applied != nil && !st.Applied.Time.IsZero() {
 		st.Lag = max(0, st.LastSnapshot.Time.Sub(st.Applied.Time))
 	}
-	return st, nil
+	err = readChangeLag(ctx, opts, &st)
+	return st, err
+}
+
+// readChangeLag reads what the controller recorded (run.go, writeStatus).
+func readChangeLag(ctx context.Context, opts ApplyOptions, st *Status) error {
+	kube, err := kubernetes.NewForConfig(opts.Target)
+	if err != nil {
+		return err
+	}
+	name := statusName(opts.Config)
+	cm, err := kube.CoreV1().ConfigMaps(reconciler.DefaultInventoryNamespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ConfigMap/%s/%s: %w", reconciler.DefaultInventoryNamespace, name, err)
+	}
+	if secs, err := strconv.ParseFloat(cm.Data["changeLag"], 64); err == nil {
+		st.ChangeLag = time.Duration(secs * float64(time.Second))
+	}
+	st.ChangeLagTime, _ = time.Parse(time.RFC3339Nano, cm.Data["changeLagTime"])
+	return nil
 }

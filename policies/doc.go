@@ -65,6 +65,21 @@
 //	                                       # changes; never CRDs, Namespaces or PVCs
 //	    maxPrunePercent: 25                # default 25: an apply pruning more of the inventory is refused
 //	                                       # without --allow-mass-prune (0: every prune needs it)
+//	  volumes:                             # the PVC data stage, after each apply
+//	    disabled: false                    # default false: every replicated claim's data is copied
+//	    selector: {matchLabels: {backup: "true"}}   # default: every claim; over the source claim's labels
+//	    unmounted: Skip                    # default Skip: a claim no running pod mounts is reported Skipped;
+//	                                       # Mount: a temporary read-only pod on the source mounts it
+//	    concurrency: 2                     # default 2: claims copied at once (1 to 64)
+//	    retries: 3                         # default 3: attempts after a failed one, backoff 5 s doubling (0 to 20)
+//	    inPlace: false                     # default false; true: rsync --inplace (faster deltas, but a failed
+//	                                       # copy leaves half-written files: status says so)
+//	    agent:
+//	      port: 2222                       # default 2222: the agents' SSH port on the source nodes
+//	      address: NodeIP                  # default NodeIP (InternalIP, else ExternalIP); or ExternalIP
+//
+// A source claim labelled dr-syncer.io/volume-sync=false is replicated as an
+// object, but its data is never copied.
 //
 // Credentials never appear in the file: clusters are reached through
 // kubeconfigs given on the command line or in the environment.
@@ -130,6 +145,9 @@
 //     fields of digits, names and * , - / ? (the controller parses it).
 //     timeZone, only with scheduled, loads with time.LoadLocation and is not
 //     "Local".
+//   - volumes.unmounted is Skip or Mount (capitalised); concurrency is 0
+//     (the default) to 64; retries 0 to 20; agent.port 1 to 65535;
+//     agent.address NodeIP or ExternalIP; the selector as above.
 //
 // # What is taken
 //

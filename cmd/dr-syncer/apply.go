@@ -177,12 +177,16 @@ func writeJSON(w io.Writer, v any) error {
 func newSyncCommand() *cobra.Command {
 	var sf snapshotFlags
 	var tf targetFlags
+	var vf volumeFlags
 	var allowMassPrune bool
 	cmd := &cobra.Command{
 		Use:   "sync --repo DIR [--source-kubeconfig F] [--target-kubeconfig F]",
-		Short: "Snapshot, then apply, once (the PVC data stage joins with #5)",
-		Long: `Snapshot the source (one commit, or none if nothing changed), then apply the
-branch's tip to the target. The PVC data stage joins when it lands (#5).`,
+		Short: "Snapshot, apply and copy PVC data, once",
+		Long: `Snapshot the source (one commit, or none if nothing changed), apply the
+branch's tip to the target, then copy the data of every replicated claim from
+the source node that mounts it into the target claim (rsync over SSH, pulled
+by a Job in the target; --volumes-local-dir pulls with local processes
+instead). The copy is recorded per claim with its commit: see status.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := runSnapshot(cmd, sf); err != nil {
@@ -198,6 +202,25 @@ branch's tip to the target. The PVC data stage joins when it lands (#5).`,
 			if res.Result != nil {
 				printApply(cmd.OutOrStdout(), opts.Config.Spec.Target.Name, res, false)
 			}
+			if err != nil || vf.skip || opts.Config.Spec.Volumes.Disabled {
+				return err
+			}
+			source, err := restConfig("source", sf.kubeconfig, "DR_SYNCER_SOURCE_KUBECONFIG", sf.kubeContext)
+			if err != nil {
+				return err
+			}
+			vopts, stop, err := vf.volumeOptions(cmd, opts, source)
+			if err != nil {
+				return err
+			}
+			// The data of the commit just applied, even if the branch
+			// moves meanwhile.
+			vopts.Commit = res.Commit
+			results, err := controller.Volumes(cmd.Context(), vopts)
+			stop()
+			if perr := printVolumes(cmd.OutOrStdout(), results); err == nil {
+				err = perr
+			}
 			return err
 		},
 	}
@@ -210,6 +233,7 @@ branch's tip to the target. The PVC data stage joins when it lands (#5).`,
 	fl.StringVar(&sf.identity, "identity", "", "age identity file (default: $"+snapshot.IdentityEnv+", then ~/.config/dr-syncer/keys/<name>.agekey)")
 	fl.StringVar(&sf.branch, "branch", controller.DefaultBranch, "branch to commit the snapshot to and apply")
 	fl.BoolVar(&allowMassPrune, "allow-mass-prune", false, "allow a prune of more than 25% of what the target holds")
+	vf.register(cmd)
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }

@@ -1,13 +1,136 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+
+	"github.com/dr-syncer/dr-syncer/controller"
+	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
-func newRunCommand() *cobra.Command {
-	return planned{"run --repo DIR|URL", "Run the controller: scheduled or continuous replication", 6}.command()
+type runFlags struct {
+	repo, branch, ref                string
+	srcKubeconfig, srcContext        string
+	tgtKubeconfig, tgtContext        string
+	identity                         string
+	metricsAddr                      string
+	namespace, leaseNamespace, lease string
+	id                               string
+	debounce, resync                 time.Duration
+	logFormat                        string
 }
 
-var _ = fmt.Sprint
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	var vf volumeFlags
+	cmd := &cobra.Command{
+		Use:   "run --repo DIR",
+		Short: "Run the controller: manual, scheduled or continuous replication",
+		Long: `Run the controller until SIGTERM: it elects one leader among its replicas (a
+Lease in the target cluster) and the leader replicates as spec.replication of
+dr-syncer.yaml says:
+
+  manual      one cycle (snapshot, commit, apply, PVC stage) per request:
+              kubectl -n dr-syncer-system annotate configmap dr-syncer-trigger \
+                dr-syncer.io/sync-now="$(date +%s)" --overwrite      (target cluster)
+  scheduled   one cycle per tick of spec.replication.schedule (cron, timeZone);
+              a tick that finds the last cycle running is skipped and counted
+  continuous  informers on the source; changes are committed in small commits
+              within --debounce, and a full snapshot runs every --resync
+
+Every new commit of the followed ref (--ref, default the branch) is applied,
+also those made by people (a revert, an edited overlay): the repository's refs
+are watched. Metrics on /metrics, probes on /healthz and /readyz at
+--metrics-addr. On SIGTERM the current step finishes or is abandoned cleanly
+(commits move refs atomically) and the Lease is released.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd, f, vf) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.repo, "repo", "", "the repository directory (required; a URL is not supported yet, issue #7)")
+	fl.StringVar(&f.branch, "branch", controller.DefaultBranch, "branch the snapshots are committed to")
+	fl.StringVar(&f.ref, "ref", "", "ref the target follows (default: the branch)")
+	fl.StringVar(&f.srcKubeconfig, "source-kubeconfig", "", "kubeconfig of the source cluster (default: $DR_SYNCER_SOURCE_KUBECONFIG)")
+	fl.StringVar(&f.srcContext, "source-context", "", "context of the source kubeconfig to use")
+	fl.StringVar(&f.tgtKubeconfig, "target-kubeconfig", "", "kubeconfig of the target cluster (default: $DR_SYNCER_TARGET_KUBECONFIG)")
+	fl.StringVar(&f.tgtContext, "target-context", "", "context of the target kubeconfig to use")
+	fl.StringVar(&f.identity, "identity", "", "age identity file (default: $"+snapshot.IdentityEnv+", then ~/.config/dr-syncer/keys/<name>.agekey)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", ":8080", "address of /metrics, /healthz and /readyz (empty: not served)")
+	fl.StringVar(&f.namespace, "namespace", "dr-syncer-system", "the controller's namespace in the target (the manual trigger ConfigMap)")
+	fl.StringVar(&f.leaseNamespace, "lease-namespace", "", "namespace of the leader election Lease in the target (default: --namespace)")
+	fl.StringVar(&f.lease, "lease-name", "", "name of the Lease (default: dr-syncer-<mapping name>)")
+	fl.StringVar(&f.id, "id", "", "this replica's identity in the Lease (default: host name and a random suffix)")
+	fl.DurationVar(&f.debounce, "debounce", controller.DefaultDebounce, "continuous mode: longest wait of a change for its commit")
+	fl.DurationVar(&f.resync, "resync", controller.DefaultResyncPeriod, "continuous mode: period of the full snapshot")
+	fl.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	vf.register(cmd)
+	_ = cmd.MarkFlagRequired("repo")
+	return cmd
+}
+
+func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
+	ctx := cmd.Context()
+	var handler slog.Handler
+	switch f.logFormat {
+	case "json":
+		handler = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
+	case "text":
+		handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
+	default:
+		return usageError(fmt.Errorf("--log-format %q: want json or text", f.logFormat))
+	}
+	if fi, err := os.Stat(f.repo); err != nil || !fi.IsDir() {
+		return usageError(fmt.Errorf("--repo %q: want a repository directory (URLs come with issue #7)", f.repo))
+	}
+	repo, cfg, err := openMapping(ctx, f.repo, f.branch, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	source, err := restConfig("source", f.srcKubeconfig, "DR_SYNCER_SOURCE_KUBECONFIG", f.srcContext)
+	if err != nil {
+		return err
+	}
+	target, err := restConfig("target", f.tgtKubeconfig, "DR_SYNCER_TARGET_KUBECONFIG", f.tgtContext)
+	if err != nil {
+		return err
+	}
+	id, err := optionalIdentity(f.identity, cfg)
+	if err != nil {
+		return err
+	}
+	var sealer *snapshot.Sealer
+	if cfg.Spec.Secrets.Mode != policies.SecretModeExclude {
+		if id == nil {
+			return fmt.Errorf("secrets are encrypted and no age identity was found (pass --identity or set %s)", snapshot.IdentityEnv)
+		}
+		mac, err := snapshot.MACKey(id)
+		if err != nil {
+			return err
+		}
+		if sealer, err = snapshot.NewSealer(cfg.Spec.Secrets.Recipients, mac); err != nil {
+			return err
+		}
+	}
+	log := slog.New(handler)
+	reg := prometheus.NewRegistry()
+	volumes, err := vf.volumeHook(cmd, controller.ApplyOptions{Repo: repo, Ref: cmp.Or(f.ref, f.branch), Config: cfg, Target: target, Identity: id}, source, reg, log)
+	if err != nil {
+		return err
+	}
+	return controller.Run(ctx, controller.RunOptions{
+		Repo: repo, RepoDir: f.repo, Branch: f.branch, Ref: f.ref, Config: cfg,
+		Source: source, Target: target, Sealer: sealer, Identity: id,
+		Namespace: f.namespace, LeaseNamespace: f.leaseNamespace, LeaseName: f.lease, ID: f.id,
+		Debounce: f.debounce, ResyncPeriod: f.resync,
+		MetricsAddr: f.metricsAddr, Registry: reg,
+		Logger:  log,
+		Volumes: volumes,
+	})
+}

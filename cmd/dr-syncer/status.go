@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dr-syncer/dr-syncer/controller"
+	"github.com/dr-syncer/dr-syncer/pvcsync"
 )
 
 func newStatusCommand() *cobra.Command {
@@ -28,9 +30,16 @@ func newStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			vols, err := controller.VolumeStatusOf(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
 			w := cmd.OutOrStdout()
 			if output == "json" {
-				return writeJSON(w, st)
+				return writeJSON(w, struct {
+					controller.Status
+					Volumes []pvcsync.VolumeStatus `json:"volumes"`
+				}{st, vols})
 			}
 			fmt.Fprintf(w, "source %s -> target %s (branch %s)\n", st.Source, st.Target, st.Branch)
 			if st.LastSnapshot != nil {
@@ -48,10 +57,39 @@ func newStatusCommand() *cobra.Command {
 					st.Applied.Time.Format(time.RFC3339), st.Objects, st.AppliedAt.Format(time.RFC3339))
 				fmt.Fprintf(w, "  behind:          %d commits, %s behind the last snapshot\n", st.Behind, st.Lag.Round(time.Second))
 			}
+			printVolumeStatus(w, vols, time.Now())
 			return nil
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
+}
+
+// printVolumeStatus prints, per target claim, the commit whose data it
+// holds and the last attempt, when it differs.
+func printVolumeStatus(w io.Writer, vols []pvcsync.VolumeStatus, now time.Time) {
+	if len(vols) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  volumes:\n")
+	for _, v := range vols {
+		if v.DataCommit == "" {
+			fmt.Fprintf(w, "    %-30s no data copied yet\n", v.Target)
+		} else {
+			fmt.Fprintf(w, "    %-30s data of %s, copied %s (%s ago) in %s, %s received\n", v.Target, short(v.DataCommit),
+				v.CopiedAt.Format(time.RFC3339), now.Sub(v.CopiedAt).Round(time.Second), v.Duration.Round(time.Millisecond), bytesText(v.Bytes))
+		}
+		a := v.LastAttempt
+		if a.State != pvcsync.StateSucceeded || a.Commit != v.DataCommit {
+			fmt.Fprintf(w, "    %-30s last attempt: %s for %s at %s", "", a.State, short(a.Commit), a.At.Format(time.RFC3339))
+			if a.Reason != "" {
+				fmt.Fprintf(w, ": %s", a.Reason)
+			}
+			fmt.Fprintln(w)
+		}
+		if v.Dirty {
+			fmt.Fprintf(w, "    %-30s the data is a mix: a copy after %s failed midway\n", "", short(v.DataCommit))
+		}
+	}
 }

@@ -1,0 +1,245 @@
+package controller
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/render"
+)
+
+// BenchmarkContinuousLag measures the lag of continuous mode — from a
+// change written to the source to the change visible in the target — with
+// the 10,000 objects of BenchmarkFullSnapshot in the mapped namespaces:
+//
+//   - single: 20 changes one after the other, each waiting for the last;
+//   - burst: 50 changes a second for 10 seconds, each to another ConfigMap.
+//
+// A change sets the label bench-seq=<n> on a ConfigMap; a metadata
+// informer on the target (label selector bench-seq, so it holds only those)
+// records when each value arrives. It reports p50 and p99 of each, in
+// seconds, and the process's peak and current RSS (VmHWM, VmRSS) in MiB:
+// the controller, its informers on the 10,000 objects, and the test's own
+// small share. Run it with
+//
+//	go test -run '^$' -bench BenchmarkContinuousLag -benchtime 1x ./controller/
+func BenchmarkContinuousLag(b *testing.B) {
+	benchSource(b)
+	ctx := b.Context()
+	id, sealer := testKeys(b)
+	var text strings.Builder
+	text.WriteString("apiVersion: dr-syncer.io/v1alpha1\nkind: SyncConfig\nmetadata: {name: bench-run}\nspec:\n  source: {name: bench-source}\n  target: {name: bench-target}\n  namespaces:\n")
+	for i := range benchNamespaces {
+		fmt.Fprintf(&text, "  - {source: %s}\n", benchNamespace(i))
+	}
+	fmt.Fprintf(&text, "  secrets:\n    mode: encrypt\n    recipients: [%s]\n  replication: {mode: continuous}\n", id.Recipient())
+	cfg := decodeConfig(b, text.String())
+	dir := b.TempDir()
+	repo, err := gitstore.Init(ctx, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"}); err != nil {
+		b.Fatal(err)
+	}
+
+	// The target needs room for the ClusterIPs of the 1,000 Services too.
+	cidr := &networkingv1.ServiceCIDR{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-snap"},
+		Spec:       networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.1.0.0/20"}},
+	}
+	if _, err := clusters.Target.Clientset().NetworkingV1().ServiceCIDRs().Create(ctx, cidr, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		b.Fatal(err)
+	}
+	arrivals := watchArrivals(b)
+	reg := prometheus.NewRegistry()
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- Run(runCtx, RunOptions{
+			Repo: repo, RepoDir: dir, Config: cfg, Source: clusters.Source.Config, Target: clusters.Target.Config,
+			Sealer: sealer, Identity: id, Registry: reg,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+
+	// Warm-up: the first full snapshot and its apply of 10,000 objects.
+	cms := func(i int) string { return fmt.Sprintf("config-%04d", i) }
+	seq := 0
+	change := func(ns, name string) (int, time.Time) {
+		seq++
+		patch := fmt.Sprintf(`{"metadata":{"labels":{"bench-seq":"%d"}}}`, seq)
+		t0 := time.Now()
+		if _, err := clusters.Source.Clientset().CoreV1().ConfigMaps(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		return seq, t0
+	}
+	n, _ := change(benchNamespace(0), cms(0))
+	if _, ok := arrivals.wait(n, 10*time.Minute); !ok {
+		b.Fatal("the first change did not reach the target")
+	}
+	b.Logf("warm-up (full snapshot and first apply of %d objects, then one change): %v", benchObjects, time.Since(start).Round(time.Millisecond))
+
+	b.ResetTimer()
+	var single []time.Duration
+	for i := range 20 {
+		n, t0 := change(benchNamespace(i%benchNamespaces), cms(100+i))
+		at, ok := arrivals.wait(n, time.Minute)
+		if !ok {
+			b.Fatalf("single change %d did not arrive within a minute", n)
+		}
+		single = append(single, at.Sub(t0))
+	}
+
+	sent := map[int]time.Time{}
+	tick := time.NewTicker(20 * time.Millisecond)
+	for i := range 500 {
+		<-tick.C
+		n, t0 := change(benchNamespace(i%benchNamespaces), cms(200+i/benchNamespaces))
+		sent[n] = t0
+	}
+	tick.Stop()
+	var burst []time.Duration
+	for n, t0 := range sent {
+		at, ok := arrivals.wait(n, 2*time.Minute)
+		if !ok {
+			b.Fatalf("burst change %d did not arrive within two minutes", n)
+		}
+		burst = append(burst, at.Sub(t0))
+	}
+	b.StopTimer()
+
+	hwm, rss := residentMiB(b)
+	report := func(name string, d []time.Duration) {
+		slices.Sort(d)
+		p50, p99 := d[len(d)*50/100], d[min(len(d)-1, len(d)*99/100)]
+		b.ReportMetric(p50.Seconds(), name+"-p50-s")
+		b.ReportMetric(p99.Seconds(), name+"-p99-s")
+		b.Logf("%s: %d changes, p50 %v, p99 %v, max %v", name, len(d), p50.Round(time.Millisecond), p99.Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
+	}
+	report("single", single)
+	report("burst50", burst)
+	b.ReportMetric(hwm, "VmHWM-MiB")
+	b.ReportMetric(rss, "VmRSS-MiB")
+	b.ReportMetric(metric(b, reg, "dr_syncer_commits_total", "mode", "continuous"), "commits")
+}
+
+// arrivals records when each bench-seq value first reached the target.
+type arrivals struct {
+	mu   sync.Mutex
+	at   map[int]time.Time
+	cond *sync.Cond
+}
+
+func watchArrivals(b *testing.B) *arrivals {
+	a := &arrivals{at: map[int]time.Time{}}
+	a.cond = sync.NewCond(&a.mu)
+	mc, err := metadata.NewForConfig(clusters.Target.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	inf := metadatainformer.NewFilteredMetadataInformer(mc, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "", 0,
+		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = "bench-seq" }).Informer()
+	record := func(o any) {
+		now := time.Now()
+		m, ok := o.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return
+		}
+		n, err := strconv.Atoi(m.Labels["bench-seq"])
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		if _, seen := a.at[n]; !seen {
+			a.at[n] = now
+			a.cond.Broadcast()
+		}
+		a.mu.Unlock()
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, o any) { record(o) }})
+	ctx := b.Context()
+	go inf.RunWithContext(ctx)
+	cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
+	go func() { // wake waiters so they can time out
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				a.cond.Broadcast()
+			}
+		}
+	}()
+	return a
+}
+
+func (a *arrivals) wait(n int, timeout time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for {
+		if at, ok := a.at[n]; ok {
+			return at, true
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		a.cond.Wait()
+	}
+}
+
+// residentMiB reads the peak and current resident set of this process, in MiB.
+func residentMiB(b *testing.B) (hwm, rss float64) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		b.Logf("no /proc/self/status: %v", err)
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "VmHWM:":
+			hwm = kb / 1024
+		case "VmRSS:":
+			rss = kb / 1024
+		}
+	}
+	return hwm, rss
+}

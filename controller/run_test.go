@@ -1,0 +1,429 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/robfig/cron/v3"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/internal/testcluster"
+	"github.com/dr-syncer/dr-syncer/render"
+)
+
+// runFixture is a source namespace mapped to itself, a repository with the
+// overlay of the mapping, and the options of a controller for them.
+type runFixture struct {
+	ns   string
+	dir  string
+	repo *gitstore.Repository
+	opts RunOptions
+}
+
+func newRunFixture(t *testing.T, mode string) *runFixture {
+	t.Helper()
+	ctx := t.Context()
+	ns := clusters.Source.Namespace(t)
+	replication := "  replication: {mode: " + mode + "}\n"
+	if mode == "scheduled" {
+		replication = "  replication: {mode: scheduled, schedule: \"* * * * *\"}\n"
+	}
+	cfg := decodeConfig(t, fmt.Sprintf(`apiVersion: dr-syncer.io/v1alpha1
+kind: SyncConfig
+metadata: {name: %[1]s}
+spec:
+  source: {name: src}
+  target: {name: tgt}
+  namespaces:
+  - {source: %[1]s}
+  secrets: {mode: exclude}
+`, ns)+replication)
+	dir := t.TempDir()
+	repo, err := gitstore.Init(ctx, dir)
+	require.NoError(t, err)
+	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return &runFixture{ns: ns, dir: dir, repo: repo, opts: RunOptions{
+		Repo: repo, RepoDir: dir, Config: cfg,
+		Source: clusters.Source.Config, Target: clusters.Target.Config,
+		LeaseDuration: 3 * time.Second, Debounce: time.Second,
+		Logger: log,
+	}}
+}
+
+// testWriter sends log lines to t.Log, and drops them once the test ended.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }() // a line logged after the test ended
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// start runs a controller until the test ends or stop is called, and
+// returns its registry.
+func (f *runFixture) start(t *testing.T, opts RunOptions) (reg *prometheus.Registry, stop func()) {
+	t.Helper()
+	reg = prometheus.NewRegistry()
+	opts.Registry = reg
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opts) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Error("Run did not return within 30s of its context's end")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return reg, stop
+}
+
+// metric reads one sample of the registry: a counter or gauge whose labels
+// include labels (name=value pairs), or a histogram's sample count.
+func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !hasLabel(m, labels[i], labels[i+1]) {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// commitsSince lists the commits of the branch after base, newest first.
+func commitsSince(t *testing.T, repo *gitstore.Repository, base plumbing.Hash) []gitstore.CommitInfo {
+	t.Helper()
+	var out []gitstore.CommitInfo
+	require.NoError(t, repo.Log(context.Background(), DefaultBranch, func(c gitstore.CommitInfo) bool {
+		if c.Hash == base {
+			return false
+		}
+		out = append(out, c)
+		return true
+	}))
+	return out
+}
+
+func head(t *testing.T, repo *gitstore.Repository) plumbing.Hash {
+	t.Helper()
+	h, err := repo.Head(context.Background(), DefaultBranch)
+	require.NoError(t, err)
+	return h
+}
+
+func createConfigMap(t *testing.T, c *testcluster.Cluster, ns, name, value string) {
+	t.Helper()
+	_, err := c.Clientset().CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"v": value},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// targetValue is the value of a ConfigMap in the target, "" when absent.
+func targetValue(ns, name string) string {
+	cm, err := clusters.Target.Clientset().CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	return cm.Data["v"]
+}
+
+// TestRunScheduled: a tick every second; a tick with changes makes one
+// commit, a tick without none.
+func TestRunScheduled(t *testing.T) {
+	f := newRunFixture(t, "scheduled")
+	createConfigMap(t, clusters.Source, f.ns, "first", "1")
+	base := head(t, f.repo)
+	opts := f.opts
+	opts.Schedule = cron.Every(time.Second)
+	reg, _ := f.start(t, opts)
+
+	require.Eventually(t, func() bool { return targetValue(f.ns, "first") == "1" }, 20*time.Second, 50*time.Millisecond)
+	first := commitsSince(t, f.repo, base)
+	require.Len(t, first, 1, "the first tick's snapshot")
+	require.Equal(t, "scheduled", first[0].Trailer("Snapshot-Mode"))
+
+	createConfigMap(t, clusters.Source, f.ns, "second", "2")
+	require.Eventually(t, func() bool { return targetValue(f.ns, "second") == "2" }, 10*time.Second, 50*time.Millisecond)
+	second := commitsSince(t, f.repo, first[0].Hash)
+	require.Len(t, second, 1, "one commit for the tick that saw the change")
+
+	// Three ticks without a change: no commit, three cycles.
+	cycles := metric(t, reg, "dr_syncer_cycles_total", "mode", "scheduled", "result", "success")
+	require.Eventually(t, func() bool {
+		return metric(t, reg, "dr_syncer_cycles_total", "mode", "scheduled", "result", "success") >= cycles+3
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Empty(t, commitsSince(t, f.repo, second[0].Hash), "ticks without changes commit nothing")
+	require.Equal(t, 2.0, metric(t, reg, "dr_syncer_commits_total", "mode", "scheduled"))
+}
+
+// TestRunContinuous: 100 changes at 50 a second (creations, updates,
+// deletions) all reach the target, in far fewer commits.
+func TestRunContinuous(t *testing.T) {
+	f := newRunFixture(t, "continuous")
+	// Enough objects that removing 20 stays under the mass-prune limit (25%).
+	for i := range 60 {
+		createConfigMap(t, clusters.Source, f.ns, fmt.Sprintf("base-%02d", i), "0")
+	}
+	createConfigMap(t, clusters.Source, f.ns, "before", "0")
+	base := head(t, f.repo)
+	reg, _ := f.start(t, f.opts)
+	require.Eventually(t, func() bool { return targetValue(f.ns, "before") == "0" }, 30*time.Second, 50*time.Millisecond)
+	afterStart := head(t, f.repo)
+
+	cms := clusters.Source.Clientset().CoreV1().ConfigMaps(f.ns)
+	ctx := t.Context()
+	tick := time.NewTicker(20 * time.Millisecond) // 50 changes a second
+	defer tick.Stop()
+	op := func(fn func() error) {
+		<-tick.C
+		require.NoError(t, fn())
+	}
+	for i := range 40 {
+		op(func() error {
+			_, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%02d", i)}, Data: map[string]string{"v": "1"}}, metav1.CreateOptions{})
+			return err
+		})
+	}
+	for i := range 40 {
+		op(func() error {
+			_, err := cms.Patch(ctx, fmt.Sprintf("cm-%02d", i), types.MergePatchType, []byte(`{"data":{"v":"2"}}`), metav1.PatchOptions{})
+			return err
+		})
+	}
+	for i := range 20 {
+		op(func() error { return cms.Delete(ctx, fmt.Sprintf("cm-%02d", i), metav1.DeleteOptions{}) })
+	}
+
+	require.Eventually(t, func() bool {
+		for i := range 40 {
+			want := "2"
+			if i < 20 {
+				want = ""
+			}
+			if targetValue(f.ns, fmt.Sprintf("cm-%02d", i)) != want {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "every change must reach the target")
+
+	commits := commitsSince(t, f.repo, afterStart)
+	t.Logf("100 changes in %d commits (%d since the start, full snapshot included)", len(commits), len(commitsSince(t, f.repo, base)))
+	require.NotEmpty(t, commits)
+	require.Less(t, len(commits), 20, "changes must be batched")
+	for _, c := range commits {
+		require.Equal(t, "continuous", c.Trailer("Snapshot-Mode"))
+	}
+	require.Positive(t, metric(t, reg, "dr_syncer_lag_seconds"), "lag observed")
+
+	st, err := StatusOf(ctx, ApplyOptions{Repo: f.repo, Config: f.opts.Config, Target: clusters.Target.Config})
+	require.NoError(t, err)
+	require.Positive(t, st.ChangeLag, "status shows the lag of the last changes")
+	require.Zero(t, st.Behind)
+}
+
+// TestRunLeaderElection: two controllers on one Lease; one leads, the
+// changes are committed once; when the leader stops, the other takes over.
+func TestRunLeaderElection(t *testing.T) {
+	f := newRunFixture(t, "continuous")
+	a, b := f.opts, f.opts
+	a.ID, b.ID = "replica-a", "replica-b"
+	regA, stopA := f.start(t, a)
+	regB, stopB := f.start(t, b)
+	leaders := func() (float64, float64) {
+		return metric(t, regA, "dr_syncer_leader"), metric(t, regB, "dr_syncer_leader")
+	}
+	require.Eventually(t, func() bool { la, lb := leaders(); return la+lb == 1 }, 20*time.Second, 50*time.Millisecond)
+
+	for i := range 5 {
+		createConfigMap(t, clusters.Source, f.ns, fmt.Sprintf("one-%d", i), "1")
+	}
+	require.Eventually(t, func() bool { return targetValue(f.ns, "one-4") == "1" }, 30*time.Second, 50*time.Millisecond)
+	for range 20 { // both would have committed by now
+		la, lb := leaders()
+		require.Equal(t, 1.0, la+lb, "exactly one leader")
+		time.Sleep(50 * time.Millisecond)
+	}
+	// No two commits add the same file.
+	added := map[string]plumbing.Hash{}
+	for _, c := range commitsSince(t, f.repo, plumbing.ZeroHash) {
+		for _, line := range strings.Split(c.Message, "\n") {
+			if p, ok := strings.CutPrefix(line, "+ "); ok {
+				require.NotContains(t, added, p, "%s added by two commits", p)
+				added[p] = c.Hash
+			}
+		}
+	}
+	commitsA := metric(t, regA, "dr_syncer_commits_total")
+	commitsB := metric(t, regB, "dr_syncer_commits_total")
+	require.True(t, commitsA == 0 || commitsB == 0, "both replicas committed: %v and %v", commitsA, commitsB)
+
+	// The leader stops; the follower takes over and replicates.
+	la, _ := leaders()
+	stopLeader, follower := stopA, regB
+	if la == 0 {
+		stopLeader, follower = stopB, regA
+	}
+	stopped := time.Now()
+	stopLeader()
+	require.Eventually(t, func() bool { return metric(t, follower, "dr_syncer_leader") == 1 }, 10*time.Second, 50*time.Millisecond)
+	t.Logf("the follower took over %v after the leader stopped", time.Since(stopped).Round(time.Millisecond))
+	createConfigMap(t, clusters.Source, f.ns, "two", "2")
+	require.Eventually(t, func() bool { return targetValue(f.ns, "two") == "2" }, 30*time.Second, 50*time.Millisecond)
+}
+
+// TestRunTargetOutage: the target's apiserver stops mid-run; changes made
+// meanwhile reach it once it is back, without help.
+func TestRunTargetOutage(t *testing.T) {
+	f := newRunFixture(t, "continuous")
+	createConfigMap(t, clusters.Source, f.ns, "before", "0")
+	f.start(t, f.opts)
+	require.Eventually(t, func() bool { return targetValue(f.ns, "before") == "0" }, 30*time.Second, 50*time.Millisecond)
+
+	require.NoError(t, clusters.Target.StopAPIServer())
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			require.NoError(t, clusters.Target.StartAPIServer())
+		}
+	})
+	createConfigMap(t, clusters.Source, f.ns, "during", "1")
+	time.Sleep(3 * time.Second) // an outage longer than the Lease's renew deadline
+	require.NoError(t, clusters.Target.StartAPIServer())
+	restarted = true
+	createConfigMap(t, clusters.Source, f.ns, "after", "2")
+	require.Eventually(t, func() bool {
+		return targetValue(f.ns, "during") == "1" && targetValue(f.ns, "after") == "2"
+	}, 60*time.Second, 100*time.Millisecond, "the controller must catch up after the outage")
+}
+
+// TestRunManualTrigger: one cycle per new value of the annotation.
+func TestRunManualTrigger(t *testing.T) {
+	f := newRunFixture(t, "manual")
+	opts := f.opts
+	opts.Namespace = testcluster.NamespaceName(t) // a trigger of its own
+	reg, _ := f.start(t, opts)
+	cms := clusters.Target.Clientset().CoreV1().ConfigMaps(opts.Namespace)
+	ctx := t.Context()
+	require.Eventually(t, func() bool {
+		_, err := cms.Get(ctx, TriggerName, metav1.GetOptions{})
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the controller creates its trigger")
+	cycles := func() float64 { return metric(t, reg, "dr_syncer_cycles_total", "mode", "manual") }
+	require.Zero(t, cycles(), "no cycle without a request")
+
+	annotate := func(key, value string) {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, value)
+		_, err := cms.Patch(ctx, TriggerName, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		require.NoError(t, err)
+	}
+	synced := func(v string) func() bool {
+		return func() bool {
+			cm, err := cms.Get(ctx, TriggerName, metav1.GetOptions{})
+			return err == nil && cm.Annotations[SyncedAnnotation] == v
+		}
+	}
+	createConfigMap(t, clusters.Source, f.ns, "one", "1")
+	annotate(SyncNowAnnotation, "first")
+	require.Eventually(t, synced("first"), 20*time.Second, 50*time.Millisecond)
+	require.Equal(t, "1", targetValue(f.ns, "one"))
+	require.Equal(t, 1.0, cycles())
+
+	// Another annotation, the same value: nothing.
+	annotate("example.com/unrelated", "x")
+	createConfigMap(t, clusters.Source, f.ns, "two", "2")
+	time.Sleep(time.Second) // nothing to wait for: show that nothing happens
+	require.Equal(t, 1.0, cycles())
+	require.Equal(t, "", targetValue(f.ns, "two"))
+
+	annotate(SyncNowAnnotation, "second")
+	require.Eventually(t, synced("second"), 20*time.Second, 50*time.Millisecond)
+	require.Equal(t, "2", targetValue(f.ns, "two"))
+	require.Equal(t, 2.0, cycles())
+	cm, err := cms.Get(ctx, TriggerName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "ok", cm.Annotations[SyncResultAnnotation])
+}
+
+// TestRunAppliesPersonCommit: a revert made by a person (another process
+// writing the repository) is applied at once, without a poll.
+func TestRunAppliesPersonCommit(t *testing.T) {
+	f := newRunFixture(t, "manual")
+	ctx := t.Context()
+	for i := range 6 {
+		createConfigMap(t, clusters.Source, f.ns, fmt.Sprintf("keep-%d", i), "1")
+	}
+	_, err := Snapshot(ctx, SnapshotOptions{Repo: f.repo, Config: f.opts.Config, Source: clusters.Source.Config})
+	require.NoError(t, err)
+	createConfigMap(t, clusters.Source, f.ns, "extra", "1")
+	res, err := Snapshot(ctx, SnapshotOptions{Repo: f.repo, Config: f.opts.Config, Source: clusters.Source.Config})
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+
+	opts := f.opts
+	opts.RefPollPeriod = time.Hour // only fsnotify can notice the revert
+	f.start(t, opts)
+	require.Eventually(t, func() bool { return targetValue(f.ns, "extra") == "1" }, 20*time.Second, 50*time.Millisecond,
+		"a new term applies the followed ref when the target is behind")
+
+	person, err := gitstore.Open(ctx, f.dir)
+	require.NoError(t, err)
+	_, err = person.Revert(ctx, DefaultBranch, res.Commit.String(), gitstore.CommitOptions{Branch: DefaultBranch})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := clusters.Target.Clientset().CoreV1().ConfigMaps(f.ns).Get(ctx, "extra", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 10*time.Second, 50*time.Millisecond, "the revert is applied: extra pruned")
+	require.Equal(t, "1", targetValue(f.ns, "keep-0"))
+}

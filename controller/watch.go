@@ -1,0 +1,414 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/storage"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/render"
+	"github.com/dr-syncer/dr-syncer/snapshot"
+)
+
+// continuous is the continuous mode: informers on the source (package
+// snapshot's Watcher), changes gathered into small commits, a full
+// snapshot at start and every ResyncPeriod.
+type continuous struct {
+	r *runner
+	w *snapshot.Watcher
+
+	mu      sync.Mutex
+	pending map[snapshot.ID]time.Time // changed objects, and when their first unrecorded event arrived
+	kick    chan struct{}
+
+	generated map[string][]byte // the generated overlay as last committed
+}
+
+func (r *runner) continuous(ctx context.Context) {
+	c := &continuous{r: r, pending: map[snapshot.ID]time.Time{}, kick: make(chan struct{}, 1)}
+	src := rest.CopyConfig(r.opts.Source)
+	src.WarningHandler = rest.NoWarnings{}
+	for ctx.Err() == nil {
+		w, err := snapshot.Watch(ctx, r.opts.Config, src, c.changed)
+		if err == nil {
+			err = w.WaitForSync(ctx)
+		}
+		if err == nil {
+			c.w = w
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.m.errors.WithLabelValues(stageWatch).Inc()
+		r.log.Error("watch the source; retrying in 5s", "error", err)
+		sleep(ctx, 5*time.Second)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	// Everything before the informers' lists is caught by a full snapshot;
+	// everything after arrives as events.
+	c.resync(ctx)
+	r.h.ready.Store(true)
+	resync := time.NewTicker(r.opts.ResyncPeriod)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-resync.C:
+			c.resync(ctx)
+			continue
+		case <-c.kick:
+		}
+		if !c.debounce(ctx) {
+			return
+		}
+		c.flush(ctx)
+	}
+}
+
+// changed records an event; called by the informers.
+func (c *continuous) changed(id snapshot.ID, seen time.Time) {
+	c.mu.Lock()
+	if _, ok := c.pending[id]; !ok {
+		c.pending[id] = seen
+	}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// debounce waits, after a first event, until events pause for a tenth of
+// Debounce or Debounce has passed: a single change is committed about
+// 100 ms after it happened, a burst in commits of at most one second of
+// changes each. It returns false when ctx is done.
+func (c *continuous) debounce(ctx context.Context) bool {
+	deadline := time.Now().Add(c.r.opts.Debounce)
+	quiet := c.r.opts.Debounce / 10
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	for {
+		wait := min(quiet, time.Until(deadline))
+		if wait <= 0 {
+			return true
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-c.kick:
+		case <-t.C:
+			return true
+		}
+	}
+}
+
+// resync takes a full snapshot (what the events may have missed) and
+// applies the followed ref even if the target holds it (drift).
+func (c *continuous) resync(ctx context.Context) {
+	r := c.r
+	// The events before the snapshot are in it.
+	c.mu.Lock()
+	taken := c.pending
+	c.pending = map[snapshot.ID]time.Time{}
+	c.mu.Unlock()
+	res, err := r.snapshot(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.m.cycles.WithLabelValues(r.mode, "error").Inc()
+			r.log.Error("full snapshot", "error", err)
+			c.requeue(taken)
+		}
+		return
+	}
+	c.generated = nil
+	if res.Changed && len(taken) > 0 {
+		r.recordLag(res.Commit, slices.Collect(maps.Values(taken)))
+	}
+	r.m.cycles.WithLabelValues(r.mode, "success").Inc()
+	if err := r.applyTip(ctx, true); err != nil && ctx.Err() == nil {
+		r.log.Error("apply after full snapshot", "error", err)
+		r.kickApply() // the apply loop retries
+	}
+}
+
+func (c *continuous) requeue(ids map[snapshot.ID]time.Time) {
+	c.mu.Lock()
+	for id, t := range ids {
+		if old, ok := c.pending[id]; !ok || t.Before(old) {
+			c.pending[id] = t
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush commits the pending changes: one commit touching only the files of
+// the objects that changed (and the generated overlay, if it follows), then
+// hands the apply to the apply loop.
+func (c *continuous) flush(ctx context.Context) {
+	r := c.r
+	c.mu.Lock()
+	batch := c.pending
+	c.pending = map[snapshot.ID]time.Time{}
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	var (
+		commit plumbing.Hash
+		res    SnapshotResult
+		seen   []time.Time
+		err    error
+	)
+	for attempt := 0; attempt < 3; attempt++ {
+		commit, res, seen, err = c.commit(ctx, batch)
+		// Someone moved the branch between our read and our write (a
+		// person's commit): read again and retry.
+		if !errors.Is(err, storage.ErrReferenceHasChanged) {
+			break
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.m.errors.WithLabelValues(stageSnapshot).Inc()
+		r.m.cycles.WithLabelValues(r.mode, "error").Inc()
+		r.log.Error("continuous commit; the changes wait for the next one", "objects", len(batch), "error", err)
+		c.requeue(batch)
+		sleep(ctx, time.Second)
+		return
+	}
+	r.m.cycles.WithLabelValues(r.mode, "success").Inc()
+	if !res.Changed {
+		return
+	}
+	r.m.commits.WithLabelValues(r.mode).Inc()
+	r.m.commitObjects.Observe(float64(len(res.Added) + len(res.Modified) + len(res.Removed)))
+	r.log.Info("changes committed", "commit", commit.String(), "added", len(res.Added),
+		"modified", len(res.Modified), "removed", len(res.Removed))
+	r.recordLag(commit, seen)
+	r.kickApply()
+}
+
+// commit writes one commit of the objects of batch as the watcher holds
+// them now.
+func (c *continuous) commit(ctx context.Context, batch map[snapshot.ID]time.Time) (plumbing.Hash, SnapshotResult, []time.Time, error) {
+	r := c.r
+	repo, branch, source := r.opts.Repo, r.opts.Branch, r.opts.Config.Spec.Source.Name
+	tip, err := repo.Head(ctx, branch)
+	if err != nil {
+		return plumbing.ZeroHash, SnapshotResult{}, nil, err
+	}
+	opts := snapshot.Options{Sealer: r.opts.Sealer}
+	if !tip.IsZero() {
+		opts.Previous = func(ctx context.Context, id snapshot.ID) (*unstructured.Unstructured, error) {
+			return previous(ctx, repo, tip.String(), source, id)
+		}
+	}
+	var res SnapshotResult
+	var changes []gitstore.Change
+	var seen []time.Time
+	for _, id := range slices.SortedFunc(maps.Keys(batch), compareIDs) {
+		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
+		if err != nil {
+			return plumbing.ZeroHash, res, nil, fmt.Errorf("%s: %w", id, err)
+		}
+		o, err := c.w.Object(ctx, id, opts)
+		if err != nil {
+			return plumbing.ZeroHash, res, nil, err
+		}
+		var data []byte
+		if o != nil {
+			e := encodeOne(source, o)
+			if e.err != nil {
+				return plumbing.ZeroHash, res, nil, e.err
+			}
+			data = e.data
+		}
+		var old []byte
+		if !tip.IsZero() {
+			old, err = repo.ReadFile(ctx, tip.String(), path)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return plumbing.ZeroHash, res, nil, err
+			}
+		}
+		switch {
+		case data == nil && old == nil, data != nil && bytes.Equal(data, old):
+			continue // a change the snapshot does not record (status, managedFields...)
+		case old == nil:
+			res.Added = append(res.Added, path)
+		case data == nil:
+			res.Removed = append(res.Removed, path)
+		default:
+			res.Modified = append(res.Modified, path)
+		}
+		changes = append(changes, gitstore.Change{Path: path, Content: data})
+		seen = append(seen, batch[id])
+	}
+	if len(changes) == 0 {
+		return tip, res, nil, nil
+	}
+	// The generated overlay follows the whole object set: regenerate it and
+	// commit what differs, in the same commit.
+	generated, err := render.Generate(r.opts.Config, c.w.Objects())
+	if err != nil {
+		return plumbing.ZeroHash, res, nil, err
+	}
+	if !maps.EqualFunc(generated, c.generated, bytes.Equal) {
+		gcs, err := repo.Diff(ctx, branch, render.GeneratedPrefix(r.opts.Config), generated)
+		if err != nil {
+			return plumbing.ZeroHash, res, nil, err
+		}
+		res.Generated = len(gcs.Changes)
+		changes = append(changes, gcs.Changes...)
+	}
+	commit, err := repo.Commit(ctx, changes, gitstore.CommitOptions{
+		Branch: branch, Message: snapshotMessage(source, r.mode, res),
+	})
+	if errors.Is(err, gitstore.ErrNoChange) {
+		c.generated = generated
+		return tip, SnapshotResult{}, nil, nil
+	}
+	if err != nil {
+		return plumbing.ZeroHash, res, nil, err
+	}
+	c.generated = generated
+	res.Commit, res.Changed = commit, true
+	return commit, res, seen, nil
+}
+
+func compareIDs(a, b snapshot.ID) int {
+	return strings.Compare(a.Group+"\x00"+a.Kind+"\x00"+a.Namespace+"\x00"+a.Name,
+		b.Group+"\x00"+b.Kind+"\x00"+b.Namespace+"\x00"+b.Name)
+}
+
+// watchRefs asks for an apply whenever a ref of the repository changes on
+// disk: a commit made by a person (a revert, an edited overlay, a merged
+// pull request) is applied at once, not at the next poll. go-git and git
+// write refs by renaming a lock file over them (refs/heads/<branch>, or
+// packed-refs after a gc), so the directories are watched, not the files.
+func (r *runner) watchRefs(ctx context.Context) {
+	if r.opts.RepoDir == "" {
+		return
+	}
+	gitDir, err := gitDirOf(r.opts.RepoDir)
+	if err != nil {
+		r.log.Warn("refs: not watched; polling only", "error", err)
+		return
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		r.log.Warn("refs: not watched; polling only", "error", err)
+		return
+	}
+	defer w.Close()
+	add := func(dir string) {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = w.Add(p)
+			}
+			return nil
+		})
+	}
+	_ = w.Add(gitDir) // packed-refs
+	add(filepath.Join(gitDir, "refs", "heads"))
+	add(filepath.Join(gitDir, "refs", "tags"))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			r.log.Warn("refs: watch", "error", err)
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if strings.HasSuffix(ev.Name, ".lock") {
+				continue
+			}
+			if ev.Has(fsnotify.Create) {
+				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
+					add(ev.Name) // a branch name with a slash
+				}
+			}
+			base := filepath.Base(ev.Name)
+			if filepath.Dir(ev.Name) == gitDir && base != "packed-refs" {
+				continue // HEAD, index, ORIG_HEAD...: not a ref the target follows
+			}
+			r.kickApply()
+		}
+	}
+}
+
+// gitDirOf finds the directory that holds the refs of the repository in
+// dir: dir/.git, where a .git file points, or dir itself (bare).
+func gitDirOf(dir string) (string, error) {
+	dotGit := filepath.Join(dir, ".git")
+	fi, err := os.Stat(dotGit)
+	switch {
+	case err == nil && fi.IsDir():
+		dir = dotGit
+	case err == nil:
+		b, err := os.ReadFile(dotGit)
+		if err != nil {
+			return "", err
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		gd, ok := strings.CutPrefix(strings.TrimSpace(line), "gitdir: ")
+		if !ok {
+			return "", fmt.Errorf("%s: not a gitdir file", dotGit)
+		}
+		if !filepath.IsAbs(gd) {
+			gd = filepath.Join(dir, gd)
+		}
+		dir = gd
+	}
+	// A linked work tree keeps its refs in the common directory.
+	if b, err := os.ReadFile(filepath.Join(dir, "commondir")); err == nil {
+		c := strings.TrimSpace(string(b))
+		if !filepath.IsAbs(c) {
+			c = filepath.Join(dir, c)
+		}
+		dir = c
+	}
+	if _, err := os.Stat(filepath.Join(dir, "refs")); err != nil {
+		return "", fmt.Errorf("%s: no refs directory: %w", dir, err)
+	}
+	return filepath.Clean(dir), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
