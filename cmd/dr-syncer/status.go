@@ -57,6 +57,10 @@ func newStatusCommand() *cobra.Command {
 					st.Applied.Time.Format(time.RFC3339), st.Objects, st.AppliedAt.Format(time.RFC3339))
 				fmt.Fprintf(w, "  behind:          %d commits, %s behind the last snapshot\n", st.Behind, st.Lag.Round(time.Second))
 			}
+			if !st.ChangeLagTime.IsZero() {
+				fmt.Fprintf(w, "  change lag:      %s from a source change to its apply (continuous mode, %s)\n",
+					st.ChangeLag.Round(time.Millisecond), st.ChangeLagTime.Format(time.RFC3339))
+			}
 			printVolumeStatus(w, vols, time.Now())
 			return nil
 		},
