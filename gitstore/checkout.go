@@ -25,6 +25,9 @@ func (r *Repository) moveAndCheckout(ctx context.Context, name plumbing.Referenc
 			return err
 		}
 		if onBranch {
+			if err := r.recoverWorkTree(ctx, name); err != nil {
+				return err
+			}
 			var oldTree plumbing.Hash
 			if old != nil {
 				if oldTree, err = r.treeOf(old.Hash()); err != nil {
@@ -46,18 +49,26 @@ func (r *Repository) moveAndCheckout(ctx context.Context, name plumbing.Referenc
 			if cur, err = r.readIndex(idx, oldTree); err != nil {
 				return err
 			}
+			if err := r.beginWorkTreeUpdate(oldTree, newTree); err != nil {
+				return err
+			}
 		}
 	}
 	if err := r.moveBranch(name, old, to); err != nil {
+		if idx != nil {
+			_ = r.endWorkTreeUpdate()
+		}
 		return err
 	}
-	if idx == nil || len(updates) == 0 {
+	if idx == nil {
 		return nil
 	}
-	if err := r.updateWorkTree(idx, cur, updates); err != nil {
-		return fmt.Errorf("%s moved to %s; work tree: %w", name, to, err)
+	if len(updates) > 0 {
+		if err := r.updateWorkTree(idx, cur, updates); err != nil {
+			return fmt.Errorf("%s moved to %s; work tree: %w", name, to, err)
+		}
 	}
-	return nil
+	return r.endWorkTreeUpdate()
 }
 
 func (r *Repository) commitObject(h plumbing.Hash) (*object.Commit, error) {

@@ -171,6 +171,9 @@ func (r *Repository) publish(ctx context.Context, pc *pendingCommit) (plumbing.H
 			return plumbing.ZeroHash, err
 		}
 		if onBranch {
+			if err := r.recoverWorkTree(ctx, pc.ref); err != nil {
+				return plumbing.ZeroHash, err
+			}
 			if idx, err = lockIndex(r.gitDir); err != nil {
 				return plumbing.ZeroHash, err
 			}
@@ -189,7 +192,19 @@ func (r *Repository) publish(ctx context.Context, pc *pendingCommit) (plumbing.H
 	if r.beforeRefUpdate != nil {
 		r.beforeRefUpdate()
 	}
+	if idx != nil {
+		newTree, err := r.treeOf(pc.hash)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if err := r.beginWorkTreeUpdate(pc.oldTree, newTree); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
 	if err := r.moveBranch(pc.ref, pc.old, pc.hash); err != nil {
+		if idx != nil {
+			_ = r.endWorkTreeUpdate()
+		}
 		return plumbing.ZeroHash, err
 	}
 	if idx == nil {
@@ -197,6 +212,9 @@ func (r *Repository) publish(ctx context.Context, pc *pendingCommit) (plumbing.H
 	}
 	if err := r.updateWorkTree(idx, cur, pc.tree.updates); err != nil {
 		return pc.hash, fmt.Errorf("commit %s written; work tree: %w", pc.hash, err)
+	}
+	if err := r.endWorkTreeUpdate(); err != nil {
+		return pc.hash, err
 	}
 	return pc.hash, nil
 }
