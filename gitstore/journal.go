@@ -99,3 +99,25 @@ func (r *Repository) recoverWorkTree(ctx context.Context, ref plumbing.Reference
 	}
 	return r.endWorkTreeUpdate()
 }
+
+// recoverOnOpen finishes, when a repository is opened, a work tree update
+// that a killed process left: a reader must not see a work tree older than
+// HEAD just because no commit followed the crash yet.
+func (r *Repository) recoverOnOpen(ctx context.Context) error {
+	if r.workTree == "" {
+		return nil
+	}
+	if _, err := os.Stat(r.journalPath()); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	head, err := r.st.Reference(plumbing.HEAD)
+	if err != nil {
+		return fmt.Errorf("HEAD: %w", err)
+	}
+	if head.Type() != plumbing.SymbolicReference {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recoverWorkTree(ctx, head.Target())
+}

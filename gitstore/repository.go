@@ -81,6 +81,9 @@ func Open(ctx context.Context, dir string) (*Repository, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitstore: open %s: %w", dir, err)
 	}
+	if err := r.recoverOnOpen(ctx); err != nil {
+		return nil, fmt.Errorf("gitstore: open %s: %w", dir, err)
+	}
 	return r, nil
 }
 
