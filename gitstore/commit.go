@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -147,12 +148,9 @@ func (r *Repository) prepare(ctx context.Context, ref plumbing.ReferenceName, pl
 		msg += "\n"
 	}
 	commit := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: newTree, ParentHashes: parents}
-	obj := r.st.NewEncodedObject()
-	if err := commit.Encode(obj); err != nil {
+	if pc.hash, err = pc.tree.add(commit); err != nil {
 		return nil, err
 	}
-	pc.hash = obj.Hash()
-	pc.tree.objects = append(pc.tree.objects, obj)
 	return pc, nil
 }
 
@@ -351,7 +349,7 @@ type fileUpdate struct {
 
 type treeBuilder struct {
 	r       *Repository
-	objects []plumbing.EncodedObject // to store, in no particular order
+	objects []packObject // to store, in no particular order; may repeat
 	updates []fileUpdate
 }
 
@@ -419,21 +417,15 @@ func (tb *treeBuilder) rewrite(ctx context.Context, h plumbing.Hash, n *planNode
 		if exists && e.Mode == filemode.Dir {
 			return plumbing.ZeroHash, false, fmt.Errorf("path %q: is a directory", c.Path)
 		}
-		blob := tb.r.st.NewEncodedObject()
-		blob.SetType(plumbing.BlobObject)
-		blob.SetSize(int64(len(c.Content)))
-		if err := writeAll(blob, c.Content); err != nil {
-			return plumbing.ZeroHash, false, err
-		}
 		mode := filemode.Regular
 		if exists && e.Mode == filemode.Executable {
 			mode = filemode.Executable
 		}
-		bh := blob.Hash()
+		bh := plumbing.ComputeHash(plumbing.BlobObject, c.Content)
 		if exists && e.Hash == bh && e.Mode == mode {
 			continue
 		}
-		tb.objects = append(tb.objects, blob)
+		tb.objects = append(tb.objects, packObject{typ: plumbing.BlobObject, hash: bh, data: c.Content})
 		entries[name] = object.TreeEntry{Name: name, Mode: mode, Hash: bh}
 		tb.updates = append(tb.updates, fileUpdate{path: c.Path, content: c.Content, mode: mode, hash: bh})
 		changed = true
@@ -452,25 +444,63 @@ func (tb *treeBuilder) rewrite(ctx context.Context, h plumbing.Hash, n *planNode
 }
 
 func (tb *treeBuilder) encodeTree(entries []object.TreeEntry) (plumbing.Hash, error) {
-	obj := tb.r.st.NewEncodedObject()
-	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+	return tb.add(&object.Tree{Entries: entries})
+}
+
+// add encodes o as an object to store and returns its hash.
+func (tb *treeBuilder) add(o interface {
+	Encode(plumbing.EncodedObject) error
+}) (plumbing.Hash, error) {
+	obj := &plumbing.MemoryObject{}
+	if err := o.Encode(obj); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	tb.objects = append(tb.objects, obj)
+	rd, err := obj.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	tb.objects = append(tb.objects, packObject{typ: obj.Type(), hash: obj.Hash(), data: data})
 	return obj.Hash(), nil
 }
 
-// store writes the objects the repository does not have yet.
+// store writes the objects the repository does not have yet: as loose
+// objects when they are few, as one pack (see writePack) from packThreshold
+// on, after which the object storage is reopened to see the new pack.
 func (tb *treeBuilder) store(ctx context.Context) error {
+	var missing []packObject
+	seen := make(map[plumbing.Hash]bool, len(tb.objects))
 	for _, o := range tb.objects {
+		if seen[o.hash] {
+			continue
+		}
+		seen[o.hash] = true
+		if tb.r.st.HasEncodedObject(o.hash) == nil {
+			continue
+		}
+		missing = append(missing, o)
+	}
+	if len(missing) >= packThreshold {
+		if err := writePack(ctx, filepath.Join(tb.r.commonDir, "objects"), missing); err != nil {
+			return fmt.Errorf("store %d objects as a pack: %w", len(missing), err)
+		}
+		return tb.r.refresh()
+	}
+	for _, o := range missing {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if tb.r.st.HasEncodedObject(o.Hash()) == nil {
-			continue
+		obj := tb.r.st.NewEncodedObject()
+		obj.SetType(o.typ)
+		obj.SetSize(int64(len(o.data)))
+		if err := writeAll(obj, o.data); err != nil {
+			return err
 		}
-		if _, err := tb.r.st.SetEncodedObject(o); err != nil {
-			return fmt.Errorf("store %s %s: %w", o.Type(), o.Hash(), err)
+		if _, err := tb.r.st.SetEncodedObject(obj); err != nil {
+			return fmt.Errorf("store %s %s: %w", o.typ, o.hash, err)
 		}
 	}
 	return nil
