@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -77,6 +78,7 @@ func (r *Repository) updateWorkTree(lock *indexLock, cur *currentIndex, updates 
 	})
 	ups := make([]indexUpdate, len(updates))
 	var errs []error
+	var writes []int
 	for i, u := range updates {
 		ups[i] = indexUpdate{path: u.path, remove: u.content == nil, mode: u.mode, hash: u.hash}
 		if u.content == nil {
@@ -85,13 +87,9 @@ func (r *Repository) updateWorkTree(lock *indexLock, cur *currentIndex, updates 
 			}
 			continue
 		}
-		st, err := writeWorkFile(r.workTree, u.path, u.content, u.mode == filemode.Executable)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ups[i].stat = st
+		writes = append(writes, i)
 	}
+	errs = append(errs, writeWorkFiles(r.workTree, updates, writes, ups)...)
 	slices.SortFunc(ups, func(a, b indexUpdate) int { return strings.Compare(a.path, b.path) })
 
 	if err := r.writeIndex(lock, cur, ups); err != nil {
@@ -274,10 +272,74 @@ func checkDirs(root, rel string, create bool) (bool, error) {
 	return true, nil
 }
 
+// parallelWrites is the number of files from which writeWorkFiles writes on
+// several goroutines, and writeWorkers how many.
+const (
+	parallelWrites = 64
+	writeWorkers   = 8
+)
+
+// writeWorkFiles writes the files of updates[writes] (sorted by path) and
+// records their file system information in ups. A first snapshot writes
+// thousands of small files, and the time goes to system calls that overlap
+// well, so many files are written by several goroutines, each taking a run
+// of consecutive paths: files of one directory are created one after the
+// other (the kernel serializes creations in a directory anyway). Each
+// directory is checked (and created) once, before any file is written.
+func writeWorkFiles(root string, updates []fileUpdate, writes []int, ups []indexUpdate) []error {
+	dirOK := map[string]bool{}
+	for _, i := range writes {
+		dir, _ := splitPath(updates[i].path)
+		if _, done := dirOK[dir]; !done {
+			_, err := checkDirs(root, updates[i].path, true)
+			dirOK[dir] = err == nil
+		}
+	}
+	errs := make([]error, len(writes))
+	write := func(k int) {
+		u := &updates[writes[k]]
+		dir, _ := splitPath(u.path)
+		var st indexStat
+		var err error
+		if dirOK[dir] {
+			st, err = writeWorkFileIn(root, u.path, u.content, u.mode == filemode.Executable)
+		} else { // report the problem for this file
+			st, err = writeWorkFile(root, u.path, u.content, u.mode == filemode.Executable)
+		}
+		if err != nil {
+			errs[k] = err
+			return
+		}
+		ups[writes[k]].stat = st
+	}
+	if len(writes) < parallelWrites {
+		for k := range writes {
+			write(k)
+		}
+	} else {
+		chunk := (len(writes) + writeWorkers - 1) / writeWorkers
+		var wg sync.WaitGroup
+		for lo := 0; lo < len(writes); lo += chunk {
+			wg.Go(func() {
+				for k := lo; k < min(lo+chunk, len(writes)); k++ {
+					write(k)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+}
+
 func writeWorkFile(root, rel string, content []byte, executable bool) (indexStat, error) {
 	if _, err := checkDirs(root, rel, true); err != nil {
 		return indexStat{}, err
 	}
+	return writeWorkFileIn(root, rel, content, executable)
+}
+
+// writeWorkFileIn writes a file whose directories checkDirs has checked.
+func writeWorkFileIn(root, rel string, content []byte, executable bool) (indexStat, error) {
 	name := filepath.Join(root, filepath.FromSlash(rel))
 	if fi, err := os.Lstat(name); err == nil {
 		if fi.IsDir() {
