@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
 )
 
 // TestEncodeMatchesSigsYAML holds the fast encoder to the output of
@@ -66,4 +70,65 @@ func TestEncodeObjectsRejectsCollisions(t *testing.T) {
 	}
 	_, err := encodeObjects("prod", []*unstructured.Unstructured{cm(), cm()})
 	require.ErrorContains(t, err, "ConfigMap/x/a: two objects map to snapshots/prod/x/ConfigMap/a.yaml")
+}
+
+// TestEncodeObjectsCache encodes a snapshot twice, then with one object
+// changed: unchanged objects come from the cache (the same bytes), the
+// changed one is encoded again, and every file equals a fresh encoding.
+func TestEncodeObjectsCache(t *testing.T) {
+	const source = "cache-test"
+	objects := func(rev string) []*unstructured.Unstructured {
+		var out []*unstructured.Unstructured
+		for i := range 200 {
+			out = append(out, &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "v1", "kind": "ConfigMap",
+				"metadata": map[string]any{"name": fmt.Sprintf("cm-%03d", i), "namespace": "x"},
+				"data":     map[string]any{"rev": map[bool]string{true: rev, false: "0"}[i == 7], "n": int64(i)},
+			}})
+		}
+		return out
+	}
+	first, err := encodeObjects(source, objects("1"))
+	require.NoError(t, err)
+	second, err := encodeObjects(source, objects("1"))
+	require.NoError(t, err)
+	third, err := encodeObjects(source, objects("2"))
+	require.NoError(t, err)
+	for _, o := range objects("2") {
+		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(idOf(o)))
+		require.NoError(t, err)
+		want, err := yaml.Marshal(o.Object)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(third[path]), path)
+		require.Same(t, &first[path][0], &second[path][0], "%s: encoded again although unchanged", path)
+		if o.GetName() == "cm-007" {
+			require.NotEqual(t, string(second[path]), string(third[path]))
+		} else {
+			require.Same(t, &first[path][0], &third[path][0], "%s: encoded again although unchanged", path)
+		}
+	}
+}
+
+// TestCanonicalUnambiguous holds that values that differ, however little,
+// have different canonical forms, and that unknown types are not cached.
+func TestCanonicalUnambiguous(t *testing.T) {
+	values := []any{
+		nil, true, false, "", "1", int64(1), 1, float64(1), "a", "ab",
+		map[string]any{}, []any{}, []any{nil}, map[string]any{"": nil},
+		map[string]any{"ab": "c"}, map[string]any{"a": "bc"}, map[string]any{"a": "b", "c": "d"},
+		map[string]any{"a": map[string]any{"b": "c"}}, map[string]any{"a": []any{"b", "c"}},
+		[]any{"a", "b"}, []any{"ab"}, []any{[]any{"a"}, "b"}, []any{[]any{"a", "b"}},
+		math.Copysign(0, -1), float64(0), int64(0),
+	}
+	seen := map[string]int{}
+	for i, v := range values {
+		b, ok := appendCanonical(nil, v)
+		require.True(t, ok, "%#v", v)
+		if j, dup := seen[string(b)]; dup {
+			t.Fatalf("%#v and %#v have the same canonical form", values[j], v)
+		}
+		seen[string(b)] = i
+	}
+	_, ok := appendCanonical(nil, map[string]any{"a": int32(1)})
+	require.False(t, ok)
 }
