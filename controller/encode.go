@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -39,16 +38,15 @@ func encodeObjects(source string, objects []*unstructured.Unstructured) (map[str
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			var buf []byte
+			var c canonical
 			for i := w; i < len(objects); i += workers {
-				var ok bool
-				buf, ok = appendCanonical(buf[:0], objects[i].Object)
+				fp, ok := c.fingerprint(objects[i].Object)
 				if !ok {
 					out[i] = encodeOne(source, objects[i])
 					continue
 				}
-				next[i] = sha256.Sum256(buf)
-				if data, hit := prev[next[i]]; hit {
+				next[i] = fp
+				if data, hit := prev[fp]; hit {
 					out[i] = encodePath(source, objects[i])
 					out[i].data = data
 					continue
@@ -107,7 +105,7 @@ func idOf(o *unstructured.Unstructured) snapshot.ID {
 	return snapshot.ID{Group: o.GroupVersionKind().Group, Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
 }
 
-// fingerprint is the SHA-256 of an object's canonical form (appendCanonical):
+// fingerprint is the SHA-256 of an object's canonical form (see canonical):
 // equal fingerprints mean equal content, hence the same YAML.
 type fingerprint [sha256.Size]byte
 
@@ -139,48 +137,74 @@ func (c *encodeCache) remember(source string, files map[fingerprint][]byte) {
 	c.bySource[source] = files
 }
 
-// appendCanonical appends an unambiguous serialization of v to b: a tag per
-// Go type, lengths before contents, map keys sorted. It reports false for a
-// type it does not know, which is then simply not cached. Walking an object
-// this way costs a small part of encoding it as YAML.
-func appendCanonical(b []byte, v any) ([]byte, bool) {
+// canonical serializes objects unambiguously: a tag per Go type, lengths
+// before contents, map keys sorted. Walking an object this way costs a small
+// part of encoding it as YAML. One per goroutine: keys is scratch space,
+// a stack of the sorted keys of the maps being walked.
+type canonical struct {
+	buf  []byte
+	keys []string
+}
+
+// fingerprint returns the fingerprint of v, and false for a value holding a
+// type append does not know, which is then simply not cached.
+func (c *canonical) fingerprint(v any) (fingerprint, bool) {
+	c.buf = c.buf[:0]
+	if !c.append(v) {
+		return fingerprint{}, false
+	}
+	return sha256.Sum256(c.buf), true
+}
+
+func (c *canonical) append(v any) bool {
+	b := c.buf
 	switch v := v.(type) {
 	case nil:
-		return append(b, 'n'), true
+		b = append(b, 'n')
 	case bool:
 		if v {
-			return append(b, 't'), true
+			b = append(b, 't')
+		} else {
+			b = append(b, 'f')
 		}
-		return append(b, 'f'), true
 	case string:
 		b = binary.AppendUvarint(append(b, 's'), uint64(len(v)))
-		return append(b, v...), true
+		b = append(b, v...)
 	case int64:
-		return binary.BigEndian.AppendUint64(append(b, 'i'), uint64(v)), true
+		b = binary.BigEndian.AppendUint64(append(b, 'i'), uint64(v))
 	case int:
-		return binary.BigEndian.AppendUint64(append(b, 'I'), uint64(v)), true
+		b = binary.BigEndian.AppendUint64(append(b, 'I'), uint64(v))
 	case float64:
-		return binary.BigEndian.AppendUint64(append(b, 'd'), math.Float64bits(v)), true
+		b = binary.BigEndian.AppendUint64(append(b, 'd'), math.Float64bits(v))
 	case []any:
-		b = binary.AppendUvarint(append(b, 'l'), uint64(len(v)))
+		c.buf = binary.AppendUvarint(append(b, 'l'), uint64(len(v)))
 		for _, e := range v {
-			var ok bool
-			if b, ok = appendCanonical(b, e); !ok {
-				return b, false
+			if !c.append(e) {
+				return false
 			}
 		}
-		return b, true
+		return true
 	case map[string]any:
-		b = binary.AppendUvarint(append(b, 'm'), uint64(len(v)))
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			b = binary.AppendUvarint(b, uint64(len(k)))
-			b = append(b, k...)
-			var ok bool
-			if b, ok = appendCanonical(b, v[k]); !ok {
-				return b, false
+		c.buf = binary.AppendUvarint(append(b, 'm'), uint64(len(v)))
+		start := len(c.keys)
+		for k := range v {
+			c.keys = append(c.keys, k)
+		}
+		slices.Sort(c.keys[start:])
+		for i := start; i < start+len(v); i++ {
+			k := c.keys[i] // c.keys may grow (and move) in the walk below
+			c.buf = binary.AppendUvarint(c.buf, uint64(len(k)))
+			c.buf = append(c.buf, k...)
+			if !c.append(v[k]) {
+				c.keys = c.keys[:start]
+				return false
 			}
 		}
-		return b, true
+		c.keys = c.keys[:start]
+		return true
+	default:
+		return false
 	}
-	return b, false
+	c.buf = b
+	return true
 }

@@ -122,13 +122,21 @@ func TestCanonicalUnambiguous(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for i, v := range values {
-		b, ok := appendCanonical(nil, v)
-		require.True(t, ok, "%#v", v)
+		var c canonical
+		require.True(t, c.append(v), "%#v", v)
+		b := c.buf
 		if j, dup := seen[string(b)]; dup {
 			t.Fatalf("%#v and %#v have the same canonical form", values[j], v)
 		}
 		seen[string(b)] = i
 	}
-	_, ok := appendCanonical(nil, map[string]any{"a": int32(1)})
+	var c canonical
+	_, ok := c.fingerprint(map[string]any{"a": int32(1)})
 	require.False(t, ok)
+	// The scratch space is left as it was after a failure.
+	fp, ok := c.fingerprint(map[string]any{"b": map[string]any{"c": "d"}})
+	require.True(t, ok)
+	var fresh canonical
+	want, _ := fresh.fingerprint(map[string]any{"b": map[string]any{"c": "d"}})
+	require.Equal(t, want, fp)
 }
