@@ -206,12 +206,29 @@ feed:
 			return nil, err
 		}
 	}
-	slices.SortFunc(set.Objects, func(a, b *unstructured.Unstructured) int {
-		ia, ib := idOf(a), idOf(b)
-		return cmp.Or(cmp.Compare(ia.Group, ib.Group), cmp.Compare(ia.Kind, ib.Kind),
-			cmp.Compare(ia.Namespace, ib.Namespace), cmp.Compare(ia.Name, ib.Name))
-	})
+	sortObjects(set.Objects)
 	return set, nil
+}
+
+// sortObjects sorts objects by group, kind, namespace and name, reading
+// each ID once: reading it in the comparison made sorting 10,000 objects
+// cost about 0.1 s.
+func sortObjects(objects []*unstructured.Unstructured) {
+	type keyed struct {
+		id ID
+		o  *unstructured.Unstructured
+	}
+	ks := make([]keyed, len(objects))
+	for i, o := range objects {
+		ks[i] = keyed{idOf(o), o}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		return cmp.Or(cmp.Compare(a.id.Group, b.id.Group), cmp.Compare(a.id.Kind, b.id.Kind),
+			cmp.Compare(a.id.Namespace, b.id.Namespace), cmp.Compare(a.id.Name, b.id.Name))
+	})
+	for i := range ks {
+		objects[i] = ks[i].o
+	}
 }
 
 // countExcludedSecrets counts the Secrets of the mapped namespaces that
