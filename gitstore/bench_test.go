@@ -48,6 +48,79 @@ func BenchmarkCommitOneChange(b *testing.B) {
 	}
 }
 
+// BenchmarkCommitFirst measures the first commit of a snapshot of 10,000
+// files (as BenchmarkCommitOneChange lays them out) into a new repository:
+// with a work tree, bare, and `git add -A && git commit` of the same files
+// written into a work tree (the writing counted, as Commit writes them too).
+func BenchmarkCommitFirst(b *testing.B) {
+	const n = 10_000
+	changes := make([]Change, n)
+	for i := range n {
+		changes[i] = Change{Path: benchPath(i), Content: benchContent(i)}
+	}
+	ctx := context.Background()
+	b.Run("gitstore-worktree", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			r, err := Init(ctx, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if _, err := r.Commit(ctx, changes, CommitOptions{Branch: "main", Message: "x"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gitstore-bare", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			dir := b.TempDir()
+			if _, err := gitOutput(ctx, dir, "init", "-q", "--bare", "--initial-branch=main"); err != nil {
+				b.Fatal(err)
+			}
+			r, err := Open(ctx, dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if _, err := r.Commit(ctx, changes, CommitOptions{Branch: "main", Message: "x"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("git-cli", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			dir := b.TempDir()
+			if _, err := gitOutput(ctx, dir, "init", "-q", "--initial-branch=main"); err != nil {
+				b.Fatal(err)
+			}
+			// No automatic gc in the background after 10,000 loose objects.
+			for _, kv := range [][2]string{{"gc.auto", "0"}, {"maintenance.auto", "false"}} {
+				if _, err := gitOutput(ctx, dir, "config", kv[0], kv[1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			for _, c := range changes {
+				name := filepath.Join(dir, filepath.FromSlash(c.Path))
+				if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.WriteFile(name, c.Content, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cmd := exec.CommandContext(ctx, "sh", "-c", "git add -A && git commit -q -m x")
+			cmd.Dir, cmd.Env = dir, gitEnv()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("git add/commit: %v\n%s", err, out)
+			}
+		}
+	})
+}
+
 // BenchmarkDiff measures Diff of a whole snapshot against the tip, every file
 // unchanged: the cost of finding out what changed before committing it.
 func BenchmarkDiff(b *testing.B) {
