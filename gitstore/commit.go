@@ -49,6 +49,11 @@ var ErrNoChange = errors.New("no change")
 // staging a work tree, so its cost grows with the number of changes, not with
 // the size of the repository.
 //
+// New objects are written loose, or, from packThreshold of them on (a first
+// snapshot, a large change), as one pack with its index, so that a commit of
+// 10,000 new files writes two files instead of 10,000. Each such commit adds
+// a pack; `git gc` (or `git repack -d`) merges them when there are many.
+//
 // Paths are checked before anything is written: no empty, ".", ".." or
 // ".git" segment, no leading "/", no NUL, no path given twice, and no path
 // that must be both a file and a directory in the new tree; an invalid path
