@@ -42,7 +42,7 @@ func (r *Repository) moveAndCheckout(ctx context.Context, name plumbing.Referenc
 			if err := r.diffTrees(ctx, oldTree, newTree, "", &updates); err != nil {
 				return err
 			}
-			if idx, err = lockIndex(r.gitDir); err != nil {
+			if idx, err = r.lockIndex(); err != nil {
 				return err
 			}
 			defer idx.release()

@@ -177,7 +177,7 @@ func (r *Repository) publish(ctx context.Context, pc *pendingCommit) (plumbing.H
 			if err := r.recoverWorkTree(ctx, pc.ref); err != nil {
 				return plumbing.ZeroHash, err
 			}
-			if idx, err = lockIndex(r.gitDir); err != nil {
+			if idx, err = r.lockIndex(); err != nil {
 				return plumbing.ZeroHash, err
 			}
 			defer idx.release()
@@ -259,7 +259,7 @@ func (r *Repository) moveBranch(name plumbing.ReferenceName, old *plumbing.Refer
 	if err := os.MkdirAll(filepath.Dir(refFile), 0o755); err != nil {
 		return fmt.Errorf("update %s: %w", name, err)
 	}
-	lock, err := os.OpenFile(refFile+".lock", os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+	lock, unown, err := r.createLock(refFile + ".lock")
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("update %s: %s.lock exists: another process is updating the branch (remove the file if none is): %w",
@@ -268,7 +268,10 @@ func (r *Repository) moveBranch(name plumbing.ReferenceName, old *plumbing.Refer
 		return fmt.Errorf("update %s: %w", name, err)
 	}
 	lock.Close()
-	defer os.Remove(lock.Name())
+	defer func() {
+		unown()
+		os.Remove(lock.Name())
+	}()
 
 	ref := plumbing.NewHashReference(name, hash)
 	if old == nil {

@@ -85,7 +85,7 @@ func (r *Repository) recoverWorkTree(ctx context.Context, ref plumbing.Reference
 	if err := r.diffTrees(ctx, from, to, "", &updates); err != nil {
 		return err
 	}
-	idx, err := lockIndex(r.gitDir)
+	idx, err := r.lockIndex()
 	if err != nil {
 		return err
 	}

@@ -24,23 +24,25 @@ import (
 type indexLock struct {
 	f     *os.File
 	index string
+	unown func() // removes the owner record (see createLock)
 }
 
-func lockIndex(gitDir string) (*indexLock, error) {
-	index := filepath.Join(gitDir, "index")
-	f, err := os.OpenFile(index+".lock", os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+func (r *Repository) lockIndex() (*indexLock, error) {
+	index := filepath.Join(r.gitDir, "index")
+	f, unown, err := r.createLock(index + ".lock")
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("%s.lock exists: another git process is using the work tree (remove the file if none is)", index)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &indexLock{f: f, index: index}, nil
+	return &indexLock{f: f, index: index, unown: unown}, nil
 }
 
 // release removes the lock unless commit has renamed it into place.
 func (l *indexLock) release() {
 	if l.f != nil {
+		l.unown()
 		l.f.Close()
 		os.Remove(l.f.Name())
 		l.f = nil
@@ -49,6 +51,7 @@ func (l *indexLock) release() {
 
 func (l *indexLock) commit() error {
 	name := l.f.Name()
+	l.unown()
 	err := l.f.Close()
 	l.f = nil
 	if err == nil {
