@@ -63,7 +63,7 @@ var ErrNoChange = errors.New("no change")
 // tree equals the tip's.
 //
 // The branch moves with a check-and-set against the tip Commit started from
-// (storer.CheckAndSetReference, under git's "<ref>.lock" file), so when
+// (compared and written under git's "<ref>.lock" file, renamed into place), so when
 // another writer moved it in the meantime Commit fails with an error
 // satisfying errors.Is(err, storage.ErrReferenceHasChanged) instead of
 // losing a commit; calling Commit again is safe.
@@ -267,38 +267,44 @@ func (r *Repository) moveBranch(name plumbing.ReferenceName, old *plumbing.Refer
 		}
 		return fmt.Errorf("update %s: %w", name, err)
 	}
-	lock.Close()
+	committed := false
 	defer func() {
-		unown()
-		os.Remove(lock.Name())
+		if !committed {
+			unown()
+			lock.Close()
+			os.Remove(lock.Name())
+		}
 	}()
-
-	ref := plumbing.NewHashReference(name, hash)
-	if old == nil {
-		cur, err := r.tip(name)
-		if err != nil {
-			return fmt.Errorf("update %s: %w", name, err)
-		}
-		if cur != nil {
-			return fmt.Errorf("update %s: created concurrently at %s: %w", name, cur.Hash(), storage.ErrReferenceHasChanged)
-		}
-		err = r.st.SetReference(ref)
-		if err != nil {
-			return fmt.Errorf("update %s: %w", name, err)
-		}
-		return nil
+	// Compare under the lock, then write the new value into the lock file
+	// and rename it over the ref, as git does: the ref file is replaced
+	// whole, so a process killed at any moment leaves the old value or the
+	// new one, never an empty or half-written file (go-git's
+	// CheckAndSetReference truncates the ref file in place).
+	cur, err := r.tip(name)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
 	}
-	if err := r.st.CheckAndSetReference(ref, old); err != nil {
-		// go-git creates the loose file before comparing; a branch that
-		// was deleted concurrently must not be left as an empty file,
-		// which git reports as a broken ref.
-		if fi, serr := os.Stat(refFile); serr == nil && fi.Size() == 0 {
-			os.Remove(refFile)
+	switch {
+	case old == nil && cur != nil:
+		return fmt.Errorf("update %s: created concurrently at %s: %w", name, cur.Hash(), storage.ErrReferenceHasChanged)
+	case old != nil && (cur == nil || cur.Hash() != old.Hash()):
+		now := "deleted"
+		if cur != nil {
+			now = "now at " + cur.Hash().String()
 		}
-		if !errors.Is(err, storage.ErrReferenceHasChanged) {
-			err = fmt.Errorf("%w (%w)", storage.ErrReferenceHasChanged, err)
-		}
-		return fmt.Errorf("update %s from %s: %w", name, old.Hash(), err)
+		return fmt.Errorf("update %s from %s: %s: %w", name, old.Hash(), now, storage.ErrReferenceHasChanged)
+	}
+	if _, err := lock.WriteString(hash.String() + "\n"); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	if err := lock.Close(); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	unown()
+	committed = true
+	if err := os.Rename(lock.Name(), refFile); err != nil {
+		os.Remove(lock.Name())
+		return fmt.Errorf("update %s: %w", name, err)
 	}
 	return nil
 }
