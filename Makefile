@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 30m
 
 export KUBEBUILDER_ASSETS := $(KUBE_BIN)
 
-.PHONY: all build kube-bin host-tools test fmt-check vet clusters-up clusters-down demo clean
+.PHONY: all build kube-bin host-tools test bench fuzz fmt-check vet clusters-up clusters-down demo clean
 
 all: build
 
@@ -32,6 +32,23 @@ host-tools:
 ## test: gofmt, go vet and every test, unit and real-apiserver
 test: kube-bin host-tools fmt-check vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## bench: every benchmark on local control planes; a side-by-side report in .cache/bench (BENCH_ARGS: -n 1000,10000 -large -count 3 -only REGEXP -out DIR)
+bench: kube-bin host-tools
+	$(GO) run ./hack/bench $(BENCH_ARGS)
+
+# The fuzz targets, as package:Target. `make test` runs their seed corpora
+# (testdata/fuzz/<Target>/ and the f.Add seeds); `make fuzz` fuzzes each.
+FUZZ_TARGETS := policies:FuzzDecode policies:FuzzClean gitstore:FuzzObjectPath gitstore:FuzzParseObjectPath pvcsync:FuzzParseProgress pvcsync:FuzzParseStats
+FUZZTIME ?= 30s
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s), one after the other; new crashers land in <package>/testdata/fuzz/
+fuzz: kube-bin
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg/; \
+	done
 
 fmt-check:
 	@files=$$(gofmt -l $$(git ls-files '*.go')); \

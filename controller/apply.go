@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 
 	"filippo.io/age"
 	"github.com/go-git/go-git/v5/plumbing"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
@@ -48,6 +50,9 @@ func Apply(ctx context.Context, opts ApplyOptions) (ApplyResult, error) {
 	commit, objs, err := desired(ctx, opts)
 	if err != nil {
 		return ApplyResult{}, err
+	}
+	if err := checkStorageClasses(ctx, opts, objs); err != nil {
+		return ApplyResult{Commit: commit}, err
 	}
 	m, err := newManager(opts)
 	if err != nil {
@@ -115,4 +120,124 @@ func desired(ctx context.Context, opts ApplyOptions) (plumbing.Hash, []*unstruct
 		}
 	}
 	return commit, objs, nil
+}
+
+// applier applies the commits of the followed ref one after the other, for
+// the controller: it renders through a render.Cache (a commit costs the
+// kustomize runs its changes touch) and, when the target's inventory holds
+// the last commit it applied, applies only the objects whose rendered
+// content changed since (reconciler.ApplyDelta). Anything else — the first
+// apply of a term, a forced apply (the full resync, which corrects drift),
+// an inventory moved by someone else, a failed apply or a failed
+// incremental one — applies the whole set (reconciler.Apply).
+type applier struct {
+	log   *slog.Logger
+	cache *render.Cache
+	mgr   *reconciler.Manager
+	// last is the commit last applied completely, and its rendered objects
+	// (as the cache shares them: sealed); none after a failure.
+	last     plumbing.Hash
+	lastObjs []*unstructured.Unstructured
+	// opened are the Secrets of lastObjs, opened: a sealed object the
+	// next commit renders unchanged (the same pointer) is not opened again.
+	opened map[*unstructured.Unstructured]*unstructured.Unstructured
+}
+
+func newApplier(opts ApplyOptions, log *slog.Logger) (*applier, error) {
+	m, err := newManager(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &applier{log: log, cache: render.NewCache(), mgr: m}, nil
+}
+
+// apply applies commit; full forces the whole set. incremental says which
+// way it went.
+func (a *applier) apply(ctx context.Context, opts ApplyOptions, commit plumbing.Hash, full bool) (res ApplyResult, incremental bool, err error) {
+	res.Commit = commit
+	objs, err := a.cache.Build(ctx, opts.Repo, commit.String(), opts.Config)
+	if err != nil {
+		return res, false, err
+	}
+	last, lastObjs := a.last, a.lastObjs
+	a.last, a.lastObjs = plumbing.ZeroHash, nil // until this apply succeeds
+	opened := make(map[*unstructured.Unstructured]*unstructured.Unstructured)
+	desired := make([]*unstructured.Unstructured, len(objs))
+	byRendered := make(map[*unstructured.Unstructured]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		if desired[i], err = a.open(o, opts.Identity, opened); err != nil {
+			return res, false, err
+		}
+		byRendered[o] = desired[i]
+	}
+	aopts := reconciler.ApplyOptions{Commit: commit.String(), DryRun: opts.DryRun, AllowMassPrune: opts.AllowMassPrune}
+	if !full && !last.IsZero() && lastObjs != nil {
+		var changed []*unstructured.Unstructured
+		for _, o := range changedObjects(lastObjs, objs) {
+			changed = append(changed, byRendered[o])
+		}
+		res.Result, err = a.mgr.ApplyDelta(ctx, desired, reconciler.Delta{Since: last.String(), Changed: changed}, aopts)
+		if err == nil {
+			a.last, a.lastObjs, a.opened = commit, objs, opened
+			return res, true, nil
+		}
+		if ctx.Err() != nil {
+			return res, true, err
+		}
+		// The whole set says what the target really refuses, and corrects
+		// what the changes alone could not (drift, an inventory moved).
+		a.log.Info("incremental apply not possible; applying the whole set", "commit", commit.String(), "since", last.String(), "error", err)
+	}
+	res.Result, err = a.mgr.Apply(ctx, desired, aopts)
+	if err != nil {
+		return res, false, err
+	}
+	a.last, a.lastObjs, a.opened = commit, objs, opened
+	return res, false, nil
+}
+
+// open returns o with its sealed values opened (a copy: the cache's
+// object is shared), or o itself when it holds none.
+func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, opened map[*unstructured.Unstructured]*unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	if o.GetAnnotations()[snapshot.EncryptedAnnotation] == "" {
+		return o, nil
+	}
+	if u, ok := a.opened[o]; ok {
+		opened[o] = u
+		return u, nil
+	}
+	if id == nil {
+		return nil, fmt.Errorf("Secret/%s/%s: sealed, and no age identity to open it (pass --identity or set %s)",
+			o.GetNamespace(), o.GetName(), snapshot.IdentityEnv)
+	}
+	u := o.DeepCopy()
+	if err := snapshot.Unseal(u, id); err != nil {
+		return nil, err
+	}
+	opened[o] = u
+	return u, nil
+}
+
+// changedObjects returns the objects of next that are not in prev, or
+// whose content differs. An object the cache gave for both (the same
+// pointer) is unchanged without a look.
+func changedObjects(prev, next []*unstructured.Unstructured) []*unstructured.Unstructured {
+	type key struct{ group, kind, namespace, name string }
+	keyOf := func(o *unstructured.Unstructured) key {
+		gvk := o.GroupVersionKind()
+		return key{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName()}
+	}
+	old := make(map[key]*unstructured.Unstructured, len(prev))
+	for _, o := range prev {
+		old[keyOf(o)] = o
+	}
+	var changed []*unstructured.Unstructured
+	for _, o := range next {
+		p := old[keyOf(o)]
+		if p == o || p != nil && equality.Semantic.DeepEqual(p.Object, o.Object) {
+			continue
+		}
+		changed = append(changed, o)
+	}
+	return changed
 }

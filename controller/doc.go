@@ -45,6 +45,23 @@ package controller
 //
 // Snapshot commits carry Snapshot-Mode: manual, scheduled or continuous.
 //
+// # Remotes and review mode
+//
+// When the repository is a clone of a remote (gitstore.Clone), every commit
+// this package makes — Snapshot, the continuous commits, Failover,
+// Rollback — goes through gitstore's CommitAndPush: it is pushed, and
+// when the push is rejected because the remote moved, it is built again on
+// the remote's new tip (a snapshot from the same objects; a rollback as a
+// revert of the same commit, refused if it no longer applies). Run fetches
+// before every cycle and every RefPollPeriod, and applies the followed ref
+// when it moved: people's pushed commits are noticed by polling.
+//
+// [RefsFor] says where snapshots go and what the target follows. In review
+// mode (the mapping's spec.review) snapshots go to their own branch, which
+// starts from the followed ref and starts from it again once everything on
+// it has been merged there; [StatusOf] counts the commits waiting, and
+// [CompareRefs] summarises two refs as object changes.
+//
 // Every new commit of the followed ref (RunOptions.Ref, default the
 // branch) is applied by one apply loop: after a snapshot commit, when the
 // repository's refs change on disk (fsnotify on the refs directories and
@@ -54,6 +71,32 @@ package controller
 // loop applies the resolved commit, never the moving ref, and skips a
 // commit the target's inventory already holds: a new term (a restart, a
 // new leader) applies the ref only when the target is behind.
+//
+// # What a commit costs
+//
+// The apply loop renders through a render.Cache: each kustomize run (one
+// chunk of the overlay) is kept under a key naming exactly the files it
+// reads, so a commit of one object runs kustomize over that object's chunk
+// only, whatever the repository holds. And when the target's inventory
+// records the commit the loop applied last, it applies only the objects
+// whose rendered content changed since (reconciler.ApplyDelta: those
+// objects read one by one, dry-run all together before anything is
+// written, applied; the objects that left the set pruned; the inventory
+// updated). A change then costs what it touches, not the 10,000 objects
+// of the namespaces.
+//
+// The price: an incremental apply does not look at the live copies of the
+// objects the commit did not change, so drift on the target — an object
+// edited or deleted there by someone else — is not corrected by the next
+// commit, only by the next apply of the whole set. That is the forced
+// apply of every full resync (ResyncPeriod, default 10 minutes) in
+// continuous mode, and the first apply of every term, which both keep the
+// whole path: list and compare every object, dry-run what differs. The
+// whole set is applied too when the inventory holds another commit
+// (someone else applied), after an apply that failed, and when an
+// incremental apply fails (the whole path then says what the target
+// refuses). The one-shot commands (`dr-syncer apply`, `sync`, Apply) keep
+// the whole path.
 //
 // After each successful apply, RunOptions.Volumes (the PVC stage) is
 // called with the commit in its own goroutine, latest wins: while a copy

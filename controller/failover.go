@@ -23,45 +23,53 @@ import (
 // overlay without the standby patches, then the branch is applied, so the
 // target runs the source's replica counts and CronJob schedules. Being in
 // the mapping, the choice holds for every later snapshot and apply, and it
-// is reviewable (and revertable) like any commit.
+// is reviewable (and revertable) like any commit. In a clone of a remote
+// the commit is pushed before the apply.
 func Failover(ctx context.Context, opts ApplyOptions) (plumbing.Hash, ApplyResult, error) {
 	branch := cmp.Or(opts.Ref, DefaultBranch)
-	mapping, err := opts.Repo.ReadFile(ctx, branch, policies.FileName)
+	var cfg *policies.SyncConfig
+	// Built on the tip it is given: in a clone of a remote, a rejected
+	// push builds the failover again on the remote's new tip.
+	build := func(ctx context.Context, tip plumbing.Hash) ([]gitstore.Change, gitstore.CommitOptions, error) {
+		if tip.IsZero() {
+			return nil, gitstore.CommitOptions{}, fmt.Errorf("branch %s has no commit", branch)
+		}
+		mapping, err := opts.Repo.ReadFile(ctx, tip.String(), policies.FileName)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		edited, err := disableStandby(mapping)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, fmt.Errorf("%s: %w", policies.FileName, err)
+		}
+		if cfg, err = policies.Decode(policies.FileName, edited); err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		objects, err := snapshotObjects(ctx, opts.Repo, tip.String(), cfg.Spec.Source.Name)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		generated, err := render.Generate(cfg, objects)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		gcs, err := opts.Repo.Diff(ctx, branch, render.GeneratedPrefix(cfg), generated)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		changes := append([]gitstore.Change{{Path: policies.FileName, Content: edited}}, gcs.Changes...)
+		return changes, gitstore.CommitOptions{
+			Message: fmt.Sprintf("failover: %s leaves DR standby\n\nWorkloads run with the replica counts and schedules of %s.\nRevert this commit to go back to standby.\n",
+				cfg.Spec.Target.Name, cfg.Spec.Source.Name),
+		}, nil
+	}
+	hash, err := commit(ctx, opts.Repo, branch, build)
 	if err != nil {
 		return plumbing.ZeroHash, ApplyResult{}, err
 	}
-	edited, err := disableStandby(mapping)
-	if err != nil {
-		return plumbing.ZeroHash, ApplyResult{}, fmt.Errorf("%s: %w", policies.FileName, err)
-	}
-	cfg, err := policies.Decode(policies.FileName, edited)
-	if err != nil {
-		return plumbing.ZeroHash, ApplyResult{}, err
-	}
-	objects, err := snapshotObjects(ctx, opts.Repo, branch, cfg.Spec.Source.Name)
-	if err != nil {
-		return plumbing.ZeroHash, ApplyResult{}, err
-	}
-	generated, err := render.Generate(cfg, objects)
-	if err != nil {
-		return plumbing.ZeroHash, ApplyResult{}, err
-	}
-	gcs, err := opts.Repo.Diff(ctx, branch, render.GeneratedPrefix(cfg), generated)
-	if err != nil {
-		return plumbing.ZeroHash, ApplyResult{}, err
-	}
-	changes := append([]gitstore.Change{{Path: policies.FileName, Content: edited}}, gcs.Changes...)
-	commit, err := opts.Repo.Commit(ctx, changes, gitstore.CommitOptions{
-		Branch: branch,
-		Message: fmt.Sprintf("failover: %s leaves DR standby\n\nWorkloads run with the replica counts and schedules of %s.\nRevert this commit to go back to standby.\n",
-			cfg.Spec.Target.Name, cfg.Spec.Source.Name),
-	})
-	if err != nil {
-		return plumbing.ZeroHash, ApplyResult{}, err
-	}
-	opts.Config, opts.Ref = cfg, commit.String()
+	opts.Config, opts.Ref = cfg, hash.String()
 	res, err := Apply(ctx, opts)
-	return commit, res, err
+	return hash, res, err
 }
 
 // disableStandby sets spec.standby.disabled to true in a mapping file,

@@ -38,6 +38,7 @@ const (
 	stageVolumes  = "volumes"
 	stageTrigger  = "trigger"
 	stageStatus   = "status"
+	stageFetch    = "fetch"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "dr_syncer_prunes_total", Help: "Objects pruned from the target.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dr_syncer_errors_total", Help: "Errors, by stage (snapshot, watch, apply, volumes, trigger, status).",
+			Name: "dr_syncer_errors_total", Help: "Errors, by stage (fetch, snapshot, watch, apply, volumes, trigger, status).",
 		}, []string{"stage"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "dr_syncer_lag_seconds", Help: "Per change in continuous mode: time from the source event to the apply of the commit holding it.",

@@ -66,6 +66,8 @@ type RunOptions struct {
 	Config      *policies.SyncConfig
 	Source      *rest.Config
 	Target      *rest.Config
+	// Base is set in review mode: see Refs and RefsFor.
+	Base string
 	// Sealer seals Secrets at snapshot, Identity opens them at apply.
 	Sealer   *snapshot.Sealer
 	Identity *age.X25519Identity
@@ -92,7 +94,8 @@ type RunOptions struct {
 	// of continuous mode; default DefaultResyncPeriod.
 	ResyncPeriod time.Duration
 	// RefPollPeriod is the period at which the followed ref is read
-	// besides fsnotify; default DefaultRefPollPeriod.
+	// besides fsnotify, and, when Repo is a clone of a remote, at which the
+	// remote is fetched; default DefaultRefPollPeriod.
 	RefPollPeriod time.Duration
 	// Schedule, when set, replaces the mapping's cron schedule in
 	// scheduled mode (cron.Every(time.Second) in tests).
@@ -238,6 +241,7 @@ type runner struct {
 	applyKick   chan struct{}
 	applyMu     sync.Mutex
 	lastApplied plumbing.Hash
+	applier     *applier // made by the first apply of the term
 
 	volumes *coalescer
 
@@ -286,7 +290,7 @@ func (r *runner) applyOptions() ApplyOptions {
 // snapshot takes a full snapshot onto the branch.
 func (r *runner) snapshot(ctx context.Context) (SnapshotResult, error) {
 	res, err := Snapshot(ctx, SnapshotOptions{
-		Repo: r.opts.Repo, Branch: r.opts.Branch, Config: r.opts.Config,
+		Repo: r.opts.Repo, Branch: r.opts.Branch, Base: r.opts.Base, Config: r.opts.Config,
 		Source: r.opts.Source, Sealer: r.opts.Sealer, Mode: r.mode,
 	})
 	if err != nil {
@@ -309,6 +313,10 @@ func (r *runner) snapshot(ctx context.Context) (SnapshotResult, error) {
 // cycle is one manual or scheduled cycle: snapshot, commit if anything
 // changed, apply the followed ref (the PVC stage follows the apply).
 func (r *runner) cycle(ctx context.Context) error {
+	if err := r.fetch(ctx); err != nil {
+		r.m.cycles.WithLabelValues(r.mode, "error").Inc()
+		return err
+	}
 	if _, err := r.snapshot(ctx); err != nil {
 		r.m.cycles.WithLabelValues(r.mode, "error").Inc()
 		return err
@@ -491,7 +499,16 @@ func (r *runner) applyTip(ctx context.Context, force bool) error {
 	opts := r.applyOptions()
 	opts.Ref = commit.String()
 	start := time.Now()
-	res, err := Apply(actx, opts)
+	if r.applier == nil {
+		if r.applier, err = newApplier(opts, r.log); err != nil {
+			r.m.errors.WithLabelValues(stageApply).Inc()
+			return err
+		}
+	}
+	// Forced (the full resync): the whole set, correcting drift; else
+	// what changed since the commit last applied, when the target's
+	// inventory still holds it.
+	res, incremental, err := r.applier.apply(actx, opts, commit, force)
 	if res.Result != nil {
 		for action, n := range res.Counts() {
 			r.m.applied.WithLabelValues(lower(string(action))).Add(float64(n))
@@ -507,7 +524,7 @@ func (r *runner) applyTip(ctx context.Context, force bool) error {
 	r.lastApplied = commit
 	r.m.lastSuccess.SetToCurrentTime()
 	counts := res.Counts()
-	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond),
+	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond), "incremental", incremental,
 		"created", counts[reconciler.Created], "configured", counts[reconciler.Configured],
 		"deleted", counts[reconciler.Deleted], "unchanged", counts[reconciler.Unchanged])
 	r.observeLag(ctx, commit)

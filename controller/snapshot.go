@@ -36,6 +36,10 @@ type SnapshotOptions struct {
 	// Mode is recorded in the Snapshot-Mode trailer: manual, scheduled or
 	// continuous. Default manual.
 	Mode string
+	// Base, in review mode (Refs.Base), is the branch that Branch starts
+	// from when it does not exist, and moves up to when everything on it
+	// has been merged there.
+	Base string
 }
 
 // SnapshotResult is what one snapshot did.
@@ -51,7 +55,8 @@ type SnapshotResult struct {
 
 // Snapshot reads the source, writes its object set under
 // snapshots/<source>/ as one commit touching only what changed, and returns
-// what it did. Nothing changed: no commit.
+// what it did. Nothing changed: no commit. In a clone of a remote the
+// commit is pushed, and rebuilt on the new tip when the push is rejected.
 func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error) {
 	branch := cmp.Or(opts.Branch, DefaultBranch)
 	mode := cmp.Or(opts.Mode, "manual")
@@ -62,6 +67,11 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	// about the snapshot.
 	srcCfg := rest.CopyConfig(opts.Source)
 	srcCfg.WarningHandler = rest.NoWarnings{}
+	if opts.Base != "" {
+		if err := startBranch(ctx, opts.Repo, branch, opts.Base); err != nil {
+			return SnapshotResult{}, err
+		}
+	}
 	tip, err := opts.Repo.Head(ctx, branch)
 	if err != nil {
 		return SnapshotResult{}, err
@@ -83,35 +93,31 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
-	cs, err := opts.Repo.Diff(ctx, branch, gitstore.SnapshotPrefix(source), files)
-	if err != nil {
-		return SnapshotResult{}, err
-	}
 	// The target's generated overlay follows the mapping and the snapshot,
 	// in the same commit, so that every commit renders as it was reviewed.
 	generated, err := render.Generate(opts.Config, set.Objects)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
-	gcs, err := opts.Repo.Diff(ctx, branch, render.GeneratedPrefix(opts.Config), generated)
-	if err != nil {
-		return SnapshotResult{}, err
+	res := SnapshotResult{Objects: len(set.Objects), Skipped: set.Skipped}
+	// build compares with the tip it is given: in a clone of a remote, a
+	// rejected push builds again on the remote's new tip (the source is not
+	// read again: the snapshot is the same, only what it changes differs).
+	build := func(ctx context.Context, _ plumbing.Hash) ([]gitstore.Change, gitstore.CommitOptions, error) {
+		cs, err := opts.Repo.Diff(ctx, branch, gitstore.SnapshotPrefix(source), files)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		gcs, err := opts.Repo.Diff(ctx, branch, render.GeneratedPrefix(opts.Config), generated)
+		if err != nil {
+			return nil, gitstore.CommitOptions{}, err
+		}
+		res.Added, res.Modified, res.Removed, res.Generated = cs.Added, cs.Modified, cs.Removed, len(gcs.Changes)
+		return append(cs.Changes, gcs.Changes...), gitstore.CommitOptions{Message: snapshotMessage(source, mode, res)}, nil
 	}
-	res := SnapshotResult{
-		Added: cs.Added, Modified: cs.Modified, Removed: cs.Removed,
-		Objects: len(set.Objects), Skipped: set.Skipped,
-		Generated: len(gcs.Changes),
-	}
-	changes := append(cs.Changes, gcs.Changes...)
-	if len(changes) == 0 {
-		res.Commit, err = opts.Repo.Head(ctx, branch)
-		return res, err
-	}
-	res.Commit, err = opts.Repo.Commit(ctx, changes, gitstore.CommitOptions{
-		Branch:  branch,
-		Message: snapshotMessage(source, mode, res),
-	})
+	res.Commit, err = commit(ctx, opts.Repo, branch, build)
 	if errors.Is(err, gitstore.ErrNoChange) {
+		res.Added, res.Modified, res.Removed, res.Generated = nil, nil, nil, 0
 		res.Commit, err = opts.Repo.Head(ctx, branch)
 		return res, err
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,19 +31,33 @@ import (
 )
 
 // The object set of BenchmarkFullSnapshot, spread evenly over benchNamespaces
-// namespaces bench-snap-00..09.
+// namespaces bench-snap-00..09: 10,000 objects, or DR_SYNCER_BENCH_OBJECTS
+// (see benchCounts).
 const (
-	benchNamespaces  = 10
-	benchConfigMaps  = 7000
-	benchDeployments = 1500
-	benchServices    = 1000
-	benchSecrets     = 500
-	benchObjects     = benchConfigMaps + benchDeployments + benchServices + benchSecrets
+	benchNamespaces = 10
 
 	benchPageSize   = 500
 	benchWorkers    = 8  // as snapshot.Take
 	populateWorkers = 24 // creating the objects, once
 )
+
+var benchConfigMaps, benchDeployments, benchServices, benchSecrets, benchObjects = benchCounts()
+
+// benchCounts splits DR_SYNCER_BENCH_OBJECTS (default 10,000) into 70%
+// ConfigMaps, 15% Deployments, 10% Services and 5% Secrets, each a multiple
+// of benchNamespaces; objects is their sum.
+func benchCounts() (configMaps, deployments, services, secrets, objects int) {
+	n := 10_000
+	if v := os.Getenv("DR_SYNCER_BENCH_OBJECTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 20*benchNamespaces {
+			panic(fmt.Sprintf("DR_SYNCER_BENCH_OBJECTS=%q: want an object count of at least %d", v, 20*benchNamespaces))
+		}
+	}
+	share := func(pct int) int { return n * pct / 100 / benchNamespaces * benchNamespaces }
+	configMaps, deployments, services, secrets = share(70), share(15), share(10), share(5)
+	return configMaps, deployments, services, secrets, configMaps + deployments + services + secrets
+}
 
 // benchKinds are the four kinds BenchmarkFullSnapshot creates: all a minimal
 // dumper of those namespaces has to list.
@@ -54,7 +70,8 @@ var benchKinds = []schema.GroupVersionResource{
 
 // BenchmarkFullSnapshot measures a full snapshot of 10,000 objects (7,000
 // ConfigMaps, 1,500 Deployments, 1,000 Services, 500 Secrets in 10
-// namespaces) beside the bare paginated LIST of the same objects, which no
+// namespaces; DR_SYNCER_BENCH_OBJECTS=N for another count, in the same
+// proportions) beside the bare paginated LIST of the same objects, which no
 // snapshot can beat:
 //
 //   - list-baseline: LIST of the four kinds, page by page, one namespace and
@@ -67,7 +84,7 @@ var benchKinds = []schema.GroupVersionResource{
 //   - snapshot-nochange: Snapshot again into a repository that holds it,
 //     with nothing changed (no commit): a periodic full resync.
 //
-// Each reports objects/s (10,000 objects an operation) and requests/op, the
+// Each reports objects/s (benchObjects an operation) and requests/op, the
 // HTTP requests made to the apiserver. The objects, and a ServiceCIDR that
 // makes room for their ClusterIPs, are created in the source cluster once
 // per process (10–20 s), the first time the benchmark runs; normal tests
@@ -124,7 +141,7 @@ func BenchmarkFullSnapshot(b *testing.B) {
 		report(b, start)
 	})
 	// Every result below holds the objects plus their Namespaces.
-	const want = benchObjects + benchNamespaces
+	want := benchObjects + benchNamespaces
 	b.Run("take", func(b *testing.B) {
 		start := requests.Load()
 		for b.Loop() {
@@ -289,6 +306,16 @@ func populate(ctx context.Context, cs kubernetes.Interface) error {
 	}
 	if _, err := cs.NetworkingV1().ServiceCIDRs().Create(ctx, cidr, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("ServiceCIDR/%s: create: %w", cidr.Name, err)
+	}
+	// 4,094 ClusterIPs are too few for the Services of 100,000 objects.
+	if benchServices > 4000 {
+		large := &networkingv1.ServiceCIDR{
+			ObjectMeta: metav1.ObjectMeta{Name: "bench-snap-large"},
+			Spec:       networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.2.0.0/16"}},
+		}
+		if _, err := cs.NetworkingV1().ServiceCIDRs().Create(ctx, large, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("ServiceCIDR/%s: create: %w", large.Name, err)
+		}
 	}
 	for i := range benchNamespaces {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace(i), Labels: map[string]string{"bench": "snapshot"}}}

@@ -46,12 +46,30 @@ type Status struct {
 	// `dr-syncer run` recorded it at ChangeLagTime (zero: not recorded).
 	ChangeLag     time.Duration `json:"changeLag,omitempty"`
 	ChangeLagTime time.Time     `json:"changeLagTime,omitzero"`
+	// Review is set in review mode.
+	Review *ReviewStatus `json:"review,omitempty"`
 }
 
-// StatusOf reads the branch's history and the target's inventory.
+// ReviewStatus is the snapshot branch of review mode and what waits there.
+type ReviewStatus struct {
+	Branch string `json:"branch"`
+	// Waiting counts the commits of Branch that the followed ref does not
+	// hold: snapshot commits waiting for a person to merge them.
+	Waiting int `json:"waiting"`
+
+	tip string // "": the branch does not exist yet
+}
+
+// StatusOf reads the branch's history and the target's inventory. In
+// review mode (the mapping's spec.review) it also counts the snapshot
+// commits waiting for review, and finds the last snapshot on the snapshot
+// branch.
 func StatusOf(ctx context.Context, opts ApplyOptions) (Status, error) {
 	branch := cmp.Or(opts.Ref, DefaultBranch)
 	st := Status{Source: opts.Config.Spec.Source.Name, Target: opts.Config.Spec.Target.Name, Branch: branch, Behind: -1}
+	if err := reviewStatus(ctx, opts, &st); err != nil {
+		return st, err
+	}
 	m, err := newManager(opts)
 	if err != nil {
 		return st, err
@@ -78,6 +96,19 @@ func StatusOf(ctx context.Context, opts ApplyOptions) (Status, error) {
 	if err != nil {
 		return st, err
 	}
+	if st.Review != nil && st.Review.tip != "" {
+		// The last snapshot is on the snapshot branch, merged or not.
+		st.LastSnapshot = nil
+		err = opts.Repo.Log(ctx, st.Review.tip, func(c gitstore.CommitInfo) bool {
+			if c.Trailer("Source-Cluster") == st.Source {
+				st.LastSnapshot = &CommitRef{Commit: c.Hash.String(), Time: c.When}
+			}
+			return st.LastSnapshot == nil
+		})
+		if err != nil {
+			return st, err
+		}
+	}
 	if inv.Commit != "" && st.Applied == nil {
 		st.Applied = &CommitRef{Commit: inv.Commit}
 	}
@@ -86,6 +117,22 @@ func StatusOf(ctx context.Context, opts ApplyOptions) (Status, error) {
 	}
 	err = readChangeLag(ctx, opts, &st)
 	return st, err
+}
+
+// reviewStatus fills st.Review in review mode.
+func reviewStatus(ctx context.Context, opts ApplyOptions, st *Status) error {
+	rb := opts.Config.ReviewBranch()
+	if rb == "" {
+		return nil
+	}
+	st.Review = &ReviewStatus{Branch: rb}
+	tip, err := opts.Repo.Head(ctx, rb)
+	if err != nil || tip.IsZero() {
+		return err // no snapshot yet: nothing waits
+	}
+	st.Review.tip = tip.String()
+	st.Review.Waiting, err = opts.Repo.Count(ctx, st.Branch, tip.String())
+	return err
 }
 
 // readChangeLag reads what the controller recorded (run.go, writeStatus).

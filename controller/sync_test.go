@@ -41,6 +41,9 @@ spec:
 func TestSyncRealisticNamespace(t *testing.T) {
 	ctx := t.Context()
 	applyManifests(t, clusters.Source, fmt.Sprintf(realisticNamespace, "real-shop", "real-other", 30081))
+	// The class the mapping maps to: Apply refuses a claim of a mapped
+	// class the target lacks.
+	applyManifests(t, clusters.Target, "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: standard}\nprovisioner: example.com/none\n")
 	id, sealer := testKeys(t)
 	cfg := decodeConfig(t, fmt.Sprintf(syncConfig, id.Recipient()))
 	repo, err := gitstore.Init(ctx, t.TempDir())

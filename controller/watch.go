@@ -131,7 +131,11 @@ func (c *continuous) resync(ctx context.Context) {
 	taken := c.pending
 	c.pending = map[snapshot.ID]time.Time{}
 	c.mu.Unlock()
-	res, err := r.snapshot(ctx)
+	err := r.fetch(ctx)
+	var res SnapshotResult
+	if err == nil {
+		res, err = r.snapshot(ctx)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			r.m.cycles.WithLabelValues(r.mode, "error").Inc()
@@ -215,14 +219,48 @@ func (c *continuous) flush(ctx context.Context) {
 }
 
 // commit writes one commit of the objects of batch as the watcher holds
-// them now.
+// them now (pushed, in a clone of a remote; rebuilt on the remote's tip
+// when the push is rejected).
 func (c *continuous) commit(ctx context.Context, batch map[snapshot.ID]time.Time) (plumbing.Hash, SnapshotResult, []time.Time, error) {
 	r := c.r
-	repo, branch, source := r.opts.Repo, r.opts.Branch, r.opts.Config.Spec.Source.Name
-	tip, err := repo.Head(ctx, branch)
-	if err != nil {
-		return plumbing.ZeroHash, SnapshotResult{}, nil, err
+	repo, branch := r.opts.Repo, r.opts.Branch
+	if r.opts.Base != "" {
+		if err := startBranch(ctx, repo, branch, r.opts.Base); err != nil {
+			return plumbing.ZeroHash, SnapshotResult{}, nil, err
+		}
 	}
+	var (
+		res       SnapshotResult
+		seen      []time.Time
+		generated map[string][]byte
+		built     plumbing.Hash
+	)
+	hash, err := commit(ctx, repo, branch, func(ctx context.Context, tip plumbing.Hash) ([]gitstore.Change, gitstore.CommitOptions, error) {
+		var changes []gitstore.Change
+		var err error
+		built = tip
+		changes, res, seen, generated, err = c.build(ctx, batch, tip)
+		return changes, gitstore.CommitOptions{Message: snapshotMessage(r.opts.Config.Spec.Source.Name, r.mode, res)}, err
+	})
+	if errors.Is(err, gitstore.ErrNoChange) {
+		if generated != nil {
+			c.generated = generated
+		}
+		return built, SnapshotResult{}, nil, nil
+	}
+	if err != nil {
+		return plumbing.ZeroHash, res, nil, err
+	}
+	c.generated = generated
+	res.Commit, res.Changed = hash, true
+	return hash, res, seen, nil
+}
+
+// build computes the changes of the objects of batch on top of tip, and
+// the generated overlay they lead to (nil: not regenerated).
+func (c *continuous) build(ctx context.Context, batch map[snapshot.ID]time.Time, tip plumbing.Hash) ([]gitstore.Change, SnapshotResult, []time.Time, map[string][]byte, error) {
+	r := c.r
+	repo, branch, source := r.opts.Repo, r.opts.Branch, r.opts.Config.Spec.Source.Name
 	opts := snapshot.Options{Sealer: r.opts.Sealer}
 	if !tip.IsZero() {
 		opts.Previous = func(ctx context.Context, id snapshot.ID) (*unstructured.Unstructured, error) {
@@ -235,17 +273,17 @@ func (c *continuous) commit(ctx context.Context, batch map[snapshot.ID]time.Time
 	for _, id := range slices.SortedFunc(maps.Keys(batch), compareIDs) {
 		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
 		if err != nil {
-			return plumbing.ZeroHash, res, nil, fmt.Errorf("%s: %w", id, err)
+			return nil, res, nil, nil, fmt.Errorf("%s: %w", id, err)
 		}
 		o, err := c.w.Object(ctx, id, opts)
 		if err != nil {
-			return plumbing.ZeroHash, res, nil, err
+			return nil, res, nil, nil, err
 		}
 		var data []byte
 		if o != nil {
 			e := encodeOne(source, o)
 			if e.err != nil {
-				return plumbing.ZeroHash, res, nil, e.err
+				return nil, res, nil, nil, e.err
 			}
 			data = e.data
 		}
@@ -253,7 +291,7 @@ func (c *continuous) commit(ctx context.Context, batch map[snapshot.ID]time.Time
 		if !tip.IsZero() {
 			old, err = repo.ReadFile(ctx, tip.String(), path)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return plumbing.ZeroHash, res, nil, err
+				return nil, res, nil, nil, err
 			}
 		}
 		switch {
@@ -270,35 +308,23 @@ func (c *continuous) commit(ctx context.Context, batch map[snapshot.ID]time.Time
 		seen = append(seen, batch[id])
 	}
 	if len(changes) == 0 {
-		return tip, res, nil, nil
+		return nil, res, nil, nil, nil
 	}
 	// The generated overlay follows the whole object set: regenerate it and
 	// commit what differs, in the same commit.
 	generated, err := render.Generate(r.opts.Config, c.w.Objects())
 	if err != nil {
-		return plumbing.ZeroHash, res, nil, err
+		return nil, res, nil, nil, err
 	}
 	if !maps.EqualFunc(generated, c.generated, bytes.Equal) {
 		gcs, err := repo.Diff(ctx, branch, render.GeneratedPrefix(r.opts.Config), generated)
 		if err != nil {
-			return plumbing.ZeroHash, res, nil, err
+			return nil, res, nil, nil, err
 		}
 		res.Generated = len(gcs.Changes)
 		changes = append(changes, gcs.Changes...)
 	}
-	commit, err := repo.Commit(ctx, changes, gitstore.CommitOptions{
-		Branch: branch, Message: snapshotMessage(source, r.mode, res),
-	})
-	if errors.Is(err, gitstore.ErrNoChange) {
-		c.generated = generated
-		return tip, SnapshotResult{}, nil, nil
-	}
-	if err != nil {
-		return plumbing.ZeroHash, res, nil, err
-	}
-	c.generated = generated
-	res.Commit, res.Changed = commit, true
-	return commit, res, seen, nil
+	return changes, res, seen, generated, nil
 }
 
 func compareIDs(a, b snapshot.ID) int {
@@ -312,6 +338,10 @@ func compareIDs(a, b snapshot.ID) int {
 // write refs by renaming a lock file over them (refs/heads/<branch>, or
 // packed-refs after a gc), so the directories are watched, not the files.
 func (r *runner) watchRefs(ctx context.Context) {
+	if r.opts.Repo.Remote() != "" {
+		r.pollRemote(ctx)
+		return
+	}
 	if r.opts.RepoDir == "" {
 		return
 	}
@@ -365,6 +395,46 @@ func (r *runner) watchRefs(ctx context.Context) {
 			r.kickApply()
 		}
 	}
+}
+
+// pollRemote fetches a remote every RefPollPeriod and asks for an apply
+// when the followed ref moved: what people push (a revert, a merged pull
+// request, an edited overlay) is noticed by polling, there being nothing on
+// disk to watch before a fetch.
+func (r *runner) pollRemote(ctx context.Context) {
+	t := time.NewTicker(r.opts.RefPollPeriod)
+	defer t.Stop()
+	last, _ := r.opts.Repo.Resolve(ctx, r.opts.Ref)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.fetch(ctx); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("fetch; trying again at the next poll", "error", err)
+			}
+			continue
+		}
+		if tip, err := r.opts.Repo.Resolve(ctx, r.opts.Ref); err == nil && tip != last {
+			last = tip
+			r.kickApply()
+		}
+	}
+}
+
+// fetch brings the remote's commits into the clone; a no-op for a local
+// repository.
+func (r *runner) fetch(ctx context.Context) error {
+	if r.opts.Repo.Remote() == "" {
+		return nil
+	}
+	err := r.opts.Repo.Fetch(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.m.errors.WithLabelValues(stageFetch).Inc()
+	}
+	return err
 }
 
 // gitDirOf finds the directory that holds the refs of the repository in

@@ -50,6 +50,14 @@
 //		return cs.Changes, gitstore.CommitOptions{Message: msg}, err
 //	})
 //
+// [IsURL] tells a URL from a directory, [CacheDir] names a remote's clone
+// under a cache root (by a hash of the URL without user information), and
+// [Repository.Remote] gives the URL a clone came from. For review branches,
+// [Repository.Count] counts the commits of one ref that another lacks and
+// [Repository.FastForward] moves (or creates) a branch forward only;
+// [Repository.RevertChanges] is [Repository.Revert] without the commit, for
+// a BuildFunc that reverts the same commit again on a new tip.
+//
 // [Auth] holds https basic or token credentials, or an ssh key with a
 // pinned known_hosts; [AuthFromEnv], [AuthFromDir] and [AuthFromSecretData]
 // load it. Credentials stay in memory: they are never written to the cache,

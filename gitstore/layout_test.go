@@ -4,6 +4,9 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	pathvalidation "k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestObjectPath(t *testing.T) {
@@ -125,7 +128,15 @@ func FuzzObjectPath(f *testing.F) {
 		id := ObjectID{Group: group, Kind: kind, Namespace: namespace, Name: name}
 		p, err := ObjectPath(source, id)
 		if err != nil {
+			if kubernetesAllows(source, id) {
+				t.Fatalf("ObjectPath(%q, %+v): %v; Kubernetes allows this object", source, id, err)
+			}
 			return
+		}
+		for seg := range strings.SplitSeq(p, "/") {
+			if seg == "" || seg == "." || seg == ".." || isDotGit(seg) {
+				t.Fatalf("ObjectPath(%q, %+v) = %q: segment %q", source, id, p, seg)
+			}
 		}
 		ns := namespace
 		if ns == "" {
@@ -165,4 +176,17 @@ func FuzzParseObjectPath(f *testing.F) {
 			t.Fatalf("ParseObjectPath(%q) = %q, %+v; ObjectPath gives %q, %v", p, source, id, back, err)
 		}
 	})
+}
+
+// kubernetesAllows reports whether the apiserver accepts an object so
+// named, by Kubernetes' own validation: namespaces and cluster names are DNS
+// labels, groups DNS subdomains, kinds DNS-1035 labels once lowercased (as
+// CRDs require), and names at least valid path segments (the loosest rule,
+// that of RBAC objects; most kinds want DNS subdomains).
+func kubernetesAllows(source string, id ObjectID) bool {
+	return len(validation.IsDNS1123Label(source)) == 0 &&
+		(id.Namespace == "" || len(validation.IsDNS1123Label(id.Namespace)) == 0) &&
+		(id.Group == "" || len(validation.IsDNS1123Subdomain(id.Group)) == 0) &&
+		len(validation.IsDNS1035Label(strings.ToLower(id.Kind))) == 0 &&
+		id.Name != "" && len(pathvalidation.IsValidPathSegmentName(id.Name)) == 0
 }

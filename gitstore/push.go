@@ -76,11 +76,32 @@ func (r *Repository) push(ctx context.Context, name plumbing.ReferenceName) erro
 	default:
 		// go-git reports a rejection as text, and receive-pack may reject
 		// for other reasons (a hook, a lock): look at the remote branch.
-		remoteTip, moved, lerr := r.remoteMoved(ctx, rem, name, local.Hash())
-		if lerr == nil && moved {
-			return &pushRejectedError{remoteTip: remoteTip, err: err}
+		// A push that lost the race for the ref's lock to another push
+		// sees the branch unmoved until that push completes: look again
+		// a few times before calling it another failure.
+		for wait := 20 * time.Millisecond; ; wait *= 2 {
+			remoteTip, moved, lerr := r.remoteMoved(ctx, rem, name, local.Hash())
+			if lerr == nil && moved {
+				return &pushRejectedError{remoteTip: remoteTip, err: err}
+			}
+			if lerr == nil && remoteTip == local.Hash() {
+				// Another writer pushed the very same commit (the same
+				// snapshot on the same parent in the same second): it is
+				// there, which is what this push was for.
+				if err := r.st.SetReference(plumbing.NewHashReference(trackingRef(name), remoteTip)); err != nil {
+					return err
+				}
+				return r.refresh()
+			}
+			if lerr != nil || wait > 500*time.Millisecond {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(wait):
+			}
 		}
-		return err
 	}
 	return r.refresh()
 }

@@ -95,7 +95,9 @@ func newRemote(rm Remote) (*remote, error) {
 // any secret in its text (go-git's own messages may quote URLs).
 func (c *remote) wrap(err error, format string, args ...any) error {
 	e := fmt.Errorf(format+": %w", append(args, err)...)
-	msg := e.Error()
+	// A server's reply quoted in go-git's message may span lines (an HTTP
+	// error body): an error is one line.
+	msg := strings.Join(strings.Fields(e.Error()), " ")
 	for _, s := range c.redact {
 		if len(s) >= 4 { // shorter values would mangle the message more than they hide
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
@@ -200,6 +202,14 @@ func Clone(ctx context.Context, rm Remote, cacheDir string) (*Repository, error)
 		return nil, fail(err)
 	}
 	r.remote = c
+	// A clone has a local branch for the default branch only: make the
+	// others too, as Fetch does, so that every branch of the remote reads
+	// the same in a new clone and in a reopened one.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fastForward(ctx, ""); err != nil {
+		return nil, fail(err)
+	}
 	return r, nil
 }
 

@@ -25,24 +25,43 @@ var ErrRevertConflict = errors.New("revert conflict")
 // ErrRevertConflict that names the files. A commit with more than one
 // parent (a merge) is refused.
 func (r *Repository) Revert(ctx context.Context, branch, rev string, opts CommitOptions) (plumbing.Hash, error) {
-	fail := func(err error) error { return fmt.Errorf("gitstore: revert %s on %s: %w", rev, branch, err) }
+	changes, msg, err := r.RevertChanges(ctx, branch, rev)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if opts.Message == "" {
+		opts.Message = msg
+	}
+	opts.Branch = branch
+	return r.Commit(ctx, changes, opts)
+}
+
+// RevertChanges returns the changes that undo commit rev on top of the
+// commit onto names (a branch, or the tip CommitAndPush hands a BuildFunc),
+// and the message `git revert` would write, without committing: Revert
+// commits them, and a writer to a remote gives them to CommitAndPush so that
+// a revert whose push is rejected is made again on the new tip. Errors are
+// Revert's: ErrRevertConflict when a file changed again since rev, ErrNoChange
+// when there is nothing to undo, and a merge commit is refused.
+func (r *Repository) RevertChanges(ctx context.Context, onto, rev string) ([]Change, string, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: revert %s on %s: %w", rev, onto, err) }
 	target, parent, err := r.commitAndParent(ctx, rev)
 	if err != nil {
-		return plumbing.ZeroHash, fail(err)
+		return nil, "", fail(err)
 	}
 	after, err := r.Files(ctx, target.String(), "")
 	if err != nil {
-		return plumbing.ZeroHash, fail(err)
+		return nil, "", fail(err)
 	}
 	before := map[string]plumbing.Hash{}
 	if !parent.IsZero() {
 		if before, err = r.Files(ctx, parent.String(), ""); err != nil {
-			return plumbing.ZeroHash, fail(err)
+			return nil, "", fail(err)
 		}
 	}
-	tip, err := r.Files(ctx, branch, "")
+	tip, err := r.Files(ctx, onto, "")
 	if err != nil {
-		return plumbing.ZeroHash, fail(err)
+		return nil, "", fail(err)
 	}
 
 	var changes []Change
@@ -70,25 +89,21 @@ func (r *Repository) Revert(ctx context.Context, branch, rev string, opts Commit
 		}
 		content, err := r.ReadFile(ctx, parent.String(), p)
 		if err != nil {
-			return plumbing.ZeroHash, fail(err)
+			return nil, "", fail(err)
 		}
 		changes = append(changes, Change{Path: p, Content: content})
 	}
 	if len(conflicts) > 0 {
-		return plumbing.ZeroHash, fail(fmt.Errorf("%w: changed again since: %s", ErrRevertConflict, strings.Join(conflicts, ", ")))
+		return nil, "", fail(fmt.Errorf("%w: changed again since: %s", ErrRevertConflict, strings.Join(conflicts, ", ")))
 	}
 	if len(changes) == 0 {
-		return plumbing.ZeroHash, fail(ErrNoChange)
+		return nil, "", fail(ErrNoChange)
 	}
-	if opts.Message == "" {
-		subject, err := r.subject(target)
-		if err != nil {
-			return plumbing.ZeroHash, fail(err)
-		}
-		opts.Message = fmt.Sprintf("Revert %q\n\nThis reverts commit %s.\n", subject, target)
+	subject, err := r.subject(target)
+	if err != nil {
+		return nil, "", fail(err)
 	}
-	opts.Branch = branch
-	return r.Commit(ctx, changes, opts)
+	return changes, fmt.Sprintf("Revert %q\n\nThis reverts commit %s.\n", subject, target), nil
 }
 
 // commitAndParent resolves rev and its only parent (zero for a root commit).

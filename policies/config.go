@@ -56,6 +56,34 @@ type Spec struct {
 	Apply Apply `json:"apply,omitempty"`
 	// Volumes is the PVC data stage.
 	Volumes Volumes `json:"volumes,omitempty"`
+	// Review holds snapshots for review: they are committed to a branch of
+	// their own, and the target follows the main branch, where a person
+	// merges them.
+	Review Review `json:"review,omitempty"`
+}
+
+// Review is review mode. Off (the zero value), snapshots are committed to
+// the branch the target follows and applied at once.
+type Review struct {
+	// Enabled commits snapshots to Branch; the target follows "main" (or
+	// the ref given on the command line) and gets a change only once a
+	// person has merged it there.
+	Enabled bool `json:"enabled,omitempty"`
+	// Branch receives the snapshots; default "snapshots/<source>". Only
+	// with Enabled.
+	Branch string `json:"branch,omitempty"`
+}
+
+// ReviewBranch is the branch snapshots go to in review mode, its default
+// applied, or "" when review mode is off.
+func (c *SyncConfig) ReviewBranch() string {
+	if !c.Spec.Review.Enabled {
+		return ""
+	}
+	if c.Spec.Review.Branch != "" {
+		return c.Spec.Review.Branch
+	}
+	return "snapshots/" + c.Spec.Source.Name
 }
 
 // ClusterRef names a cluster.

@@ -44,6 +44,11 @@ func Decode(file string, data []byte) (*SyncConfig, error) {
 	d := &decoder{pos: map[string]position{}}
 	var c SyncConfig
 	d.decode(root, reflect.ValueOf(&c).Elem(), "", nil)
+	if d.aliases > maxAliases {
+		// What was read is cut off: every other error would be noise (a
+		// thousand "already mapped" for one alias repeated).
+		return nil, fieldErrors{d.aliasErr}.inFile(file).join()
+	}
 	c.Default()
 	errs = d.errs
 	for _, e := range c.validate() {
@@ -163,7 +168,8 @@ type decoder struct {
 	pos map[string]position
 	// aliases counts alias nodes followed: a few are fine, but nested
 	// aliases could make a small file expand without bound.
-	aliases int
+	aliases  int
+	aliasErr *FieldError // the error when there are too many
 	// misread are the paths of fields that could not be read (wrong type) or
 	// were probably meant (a misspelt field's suggestion): a validation error
 	// about them would only repeat the decoding error.
@@ -184,6 +190,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, key *yaml.N
 		if d.aliases++; d.aliases > maxAliases {
 			if d.aliases == maxAliases+1 {
 				d.fail(n, path, "more than %d aliases: the file expands too much", maxAliases)
+				d.aliasErr = d.errs[len(d.errs)-1]
 			}
 			return
 		}

@@ -101,6 +101,7 @@ func TestDecodeFull(t *testing.T) {
 				InPlace:     true,
 				Agent:       VolumeAgent{Port: 2022, Address: AgentAddressExternalIP},
 			},
+			Review: Review{Enabled: true, Branch: "snapshots/prod-eu"},
 		},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
@@ -158,6 +159,8 @@ func TestDecodeInvalid(t *testing.T) {
 		"bad-resources",              // kinds, groups, globs, exclusion IDs, access modes
 		"bad-apply",                  // recreate of a PVC or CRD, a prune share over 100
 		"bad-volumes",                // selector operator, policy case, limits, port, address
+		"bad-review",                 // a review branch git would refuse
+		"review-branch-main",         // review branch = the followed branch
 	} {
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("testdata/invalid", name+".yaml"))

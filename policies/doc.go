@@ -77,6 +77,9 @@
 //	    agent:
 //	      port: 2222                       # default 2222: the agents' SSH port on the source nodes
 //	      address: NodeIP                  # default NodeIP (InternalIP, else ExternalIP); or ExternalIP
+//	  review:                              # review mode; default off: snapshots go to the followed branch
+//	    enabled: true                      # snapshots go to branch; the target follows main (or --ref)
+//	    branch: snapshots/prod-eu          # default snapshots/<source>; only with enabled
 //
 // A source claim labelled dr-syncer.io/volume-sync=false is replicated as an
 // object, but its data is never copied.
@@ -145,6 +148,9 @@
 //     fields of digits, names and * , - / ? (the controller parses it).
 //     timeZone, only with scheduled, loads with time.LoadLocation and is not
 //     "Local".
+//   - review.branch, only with review.enabled, is a branch name git accepts
+//     (git check-ref-format, given without refs/heads/) and is not main, the
+//     branch the target follows.
 //   - volumes.unmounted is Skip or Mount (capitalised); concurrency is 0
 //     (the default) to 64; retries 0 to 20; agent.port 1 to 65535;
 //     agent.address NodeIP or ExternalIP; the selector as above.

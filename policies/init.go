@@ -161,6 +161,14 @@ func InitFile(opts InitOptions) ([]byte, error) {
 	w.line(2, "# timeZone: Europe/Berlin    # an IANA name; default UTC")
 
 	w.blank()
+	w.line(1, "# Review mode: snapshots are committed to their own branch, and the target")
+	w.line(1, "# follows main; a person merges the snapshot branch (a pull request) and only")
+	w.line(1, "# then is the change applied. `dr-syncer status` counts the commits waiting.")
+	w.line(1, "# review:")
+	w.line(1, "#   enabled: true")
+	w.line(1, "#   branch: snapshots/"+c.Spec.Source.Name+"    # the default")
+
+	w.blank()
 	w.line(1, "# PVC data: after each applied commit, the data of every replicated claim is")
 	w.line(1, "# pulled with rsync over SSH from the agent on the source node that mounts it.")
 	w.line(1, "# A claim labelled dr-syncer.io/volume-sync=false is never copied.")

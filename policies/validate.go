@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/robfig/cron/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -52,7 +53,58 @@ func (c *SyncConfig) validate() fieldErrors {
 	c.validateReplication(&errs)
 	c.validateApply(&errs)
 	c.validateVolumes(&errs)
+	c.validateReview(&errs)
 	return errs
+}
+
+// followedBranch is the branch the target follows by default; review mode
+// must commit snapshots elsewhere.
+const followedBranch = "main"
+
+func (c *SyncConfig) validateReview(errs *fieldErrors) {
+	const base = "spec.review"
+	r := c.Spec.Review
+	if r.Branch == "" {
+		return
+	}
+	if !r.Enabled {
+		errs.addDep(fieldPath(base, "branch"), errors.New("is only used when enabled is true"), fieldPath(base, "enabled"))
+		return
+	}
+	if err := checkBranchName(r.Branch); err != nil {
+		errs.add(fieldPath(base, "branch"), err)
+		return
+	}
+	if r.Branch == followedBranch {
+		errs.add(fieldPath(base, "branch"), fmt.Errorf("is %q, the branch the target follows: snapshots would be applied without review", followedBranch))
+	}
+}
+
+// checkBranchName applies git's rules for branch names (git
+// check-ref-format), which policies checks without git.
+func checkBranchName(b string) error {
+	bad := func(why string) error { return fmt.Errorf("invalid branch name %q: %s", b, why) }
+	switch {
+	case strings.HasPrefix(b, "-"), strings.HasPrefix(b, "/"), strings.HasSuffix(b, "/"):
+		return bad("starts with '-' or '/', or ends with '/'")
+	case strings.HasPrefix(b, "refs/"):
+		return bad(`give the branch name without "refs/heads/"`)
+	case strings.HasSuffix(b, "."), strings.HasSuffix(b, ".lock"):
+		return bad(`ends with "." or ".lock"`)
+	case strings.Contains(b, ".."), strings.Contains(b, "//"), strings.Contains(b, "@{"), b == "@":
+		return bad(`contains "..", "//" or "@{"`)
+	}
+	for _, seg := range strings.Split(b, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return bad("a component starts with '.'")
+		}
+	}
+	for _, r := range b {
+		if r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r) {
+			return bad(fmt.Sprintf("character %q not allowed", r))
+		}
+	}
+	return nil
 }
 
 // reservedNamespaces belong to the target cluster's own control plane: a copy
@@ -417,6 +469,12 @@ func checkCron(s string) error {
 		if !cronField.MatchString(f) {
 			return fmt.Errorf("invalid schedule %q: field %q may hold only digits, names, and * , - / ?", s, f)
 		}
+	}
+	// Values out of range (minute 61, month 13) and malformed ranges or
+	// steps: the parser the controller uses says, so that a mapping that
+	// validates is one the controller can run.
+	if _, err := cron.ParseStandard(s); err != nil {
+		return fmt.Errorf("invalid schedule %q: %w", s, err)
 	}
 	return nil
 }

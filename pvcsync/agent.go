@@ -412,7 +412,11 @@ func (s *session) startExec(ctx context.Context, r *ssh.Request, done chan struc
 	cmd := exec.CommandContext(ctx, s.agent.rsync, args...)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A session (and so a process group) of its own, as sshd gives every
+	// command: the agent can kill the whole group, and the kernel schedules
+	// the sender apart from the agent (with Linux autogroup, a session is a
+	// CPU scheduling group), exactly as rsync under sshd.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	// Through a pipe and a copy of our own: with the channel as cmd.Stdin,

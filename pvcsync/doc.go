@@ -72,7 +72,8 @@
 //
 // Pulls run `rsync -aHAX --numeric-ids --delete --partial
 // --modify-window=-1` (see rsyncFlags for each flag's reason), plus
-// --inplace (spec.volumes.inPlace) and --sparse when asked. rsync's delta
+// --sparse (the CLI and the controller always set it: see PullOptions.Sparse)
+// and --inplace (spec.volumes.inPlace). rsync's delta
 // algorithm moves only what changed: a 1% change of a 64 MiB file moves
 // about 1% of it.
 package pvcsync

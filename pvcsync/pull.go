@@ -37,9 +37,24 @@ type PullOptions struct {
 	// half-written files, so only a run that succeeded may be trusted or
 	// snapshotted. Off, rsync writes a temporary file and renames it.
 	InPlace bool
-	// Sparse turns runs of zeros into holes (--sparse). It costs throughput
-	// on data without holes, so it is off by default: set it for volumes
-	// known to hold sparse files (VM images, some databases).
+	// Sparse turns runs of zeros into holes (--sparse). Callers should set
+	// it by default (the zero value is off only for compatibility; the
+	// agent command's --sparse flag and KubeRunner/LocalRunner pass it
+	// through): it costs little on data without holes and saves time and
+	// disk on sparse files, and without it a sparse file takes its whole
+	// apparent size on the target, so a thin volume of sparse VM images may
+	// not fit in a target of the same size at all. The content is the
+	// same; only runs of zeros become holes, so a file never takes more
+	// room on the target than on the source.
+	//
+	// Measured by BenchmarkPull (3 runs on a busy 2-core machine, medians
+	// of the ratios within each run, rsync 3.5, loopback, aes128-gcm): a
+	// 2 GiB file of random data, no holes to find: 1.04× the time (runs:
+	// 1.03, 1.04, 1.38) and 1.16× the CPU (the receiver scans each block
+	// for zeros); a 2 GiB file holding 10% data: 0.72× the time (0.65,
+	// 0.72, 1.14), 0.90× the CPU, and 215 MB allocated on the target
+	// instead of 2,147 MB. The bytes on the wire are the same either way.
+	// The ~20% cost noted in DESIGN.md does not show with rsync 3.5.
 	Sparse bool
 	// Progress, when set, gets each --info=progress2 update.
 	Progress func(Progress)

@@ -41,7 +41,6 @@ type ApplyOptions struct {
 func (m *Manager) Apply(ctx context.Context, objects []*unstructured.Unstructured, opts ApplyOptions) (*Result, error) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("commit", opts.Commit)
 	ctx = logr.NewContext(ctx, log)
-	start := time.Now()
 	p, err := m.plan(ctx, objects)
 	if err != nil {
 		return nil, err
@@ -50,7 +49,16 @@ func (m *Manager) Apply(ctx context.Context, objects []*unstructured.Unstructure
 	if err != nil {
 		return nil, err
 	}
-	candidates := pruneCandidates(prev.Entries, p.keys())
+	return m.apply(ctx, p, prev, pruneCandidates(prev.Entries, p.keys()), opts, false)
+}
+
+// apply compares, validates and applies the plan, prunes the candidates
+// and writes the inventory. With incremental, the plan holds only the
+// changed objects of the set: the inventory keeps the entries of the
+// others.
+func (m *Manager) apply(ctx context.Context, p *plan, prev *storedInventory, candidates []InventoryEntry, opts ApplyOptions, incremental bool) (*Result, error) {
+	log := logr.FromContextOrDiscard(ctx)
+	start := time.Now()
 	if !opts.AllowMassPrune && massPrune(len(candidates), len(prev.Entries), m.opts.MassPruneRatio) {
 		return nil, fmt.Errorf("%w: %d of the %d objects of the inventory would be pruned, more than %.0f%%; allow it explicitly to go ahead",
 			ErrMassPrune, len(candidates), len(prev.Entries), 100*m.opts.MassPruneRatio)
@@ -97,10 +105,11 @@ func (m *Manager) Apply(ctx context.Context, objects []*unstructured.Unstructure
 	}
 	pruned := m.prune(ctx, candidates, false)
 	res.Changes = append(p.changes(), pruned.changes()...)
-	inv := &Inventory{
-		Commit:    opts.Commit,
-		AppliedAt: time.Now(),
-		Entries:   nextInventory(prev.Entries, p.doneChanges(), pruned.failed(), opts.Commit, true),
+	inv := &Inventory{Commit: opts.Commit, AppliedAt: time.Now()}
+	if incremental {
+		inv.Entries = nextInventory(withoutPruned(prev.Entries, pruned), p.doneChanges(), nil, opts.Commit, false)
+	} else {
+		inv.Entries = nextInventory(prev.Entries, p.doneChanges(), pruned.failed(), opts.Commit, true)
 	}
 	if err := m.writeInventory(ctx, prev, inv); err != nil {
 		return res, errors.Join(pruned.err(), err)

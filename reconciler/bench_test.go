@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,15 +23,27 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The object set of BenchmarkApply: 10,000 objects over 10 namespaces.
-const (
-	benchNamespaces  = 10
-	benchConfigMaps  = 7000
-	benchDeployments = 1500
-	benchServices    = 1000
-	benchSecrets     = 500
-	benchObjects     = benchConfigMaps + benchDeployments + benchServices + benchSecrets
-)
+// The object set of BenchmarkApply: 10,000 objects over 10 namespaces, or
+// DR_SYNCER_BENCH_OBJECTS (see benchCounts).
+const benchNamespaces = 10
+
+var benchConfigMaps, benchDeployments, benchServices, benchSecrets, benchObjects = benchCounts()
+
+// benchCounts splits DR_SYNCER_BENCH_OBJECTS (default 10,000) into 70%
+// ConfigMaps, 15% Deployments, 10% Services and 5% Secrets, each a multiple
+// of benchNamespaces; objects is their sum.
+func benchCounts() (configMaps, deployments, services, secrets, objects int) {
+	n := 10_000
+	if v := os.Getenv("DR_SYNCER_BENCH_OBJECTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 20*benchNamespaces {
+			panic(fmt.Sprintf("DR_SYNCER_BENCH_OBJECTS=%q: want an object count of at least %d", v, 20*benchNamespaces))
+		}
+	}
+	share := func(pct int) int { return n * pct / 100 / benchNamespaces * benchNamespaces }
+	configMaps, deployments, services, secrets = share(70), share(15), share(10), share(5)
+	return configMaps, deployments, services, secrets, configMaps + deployments + services + secrets
+}
 
 var benchGVRs = []schema.GroupVersionResource{
 	{Version: "v1", Resource: "configmaps"},
@@ -40,7 +53,8 @@ var benchGVRs = []schema.GroupVersionResource{
 }
 
 // BenchmarkApply measures Apply of 10,000 objects (7,000 ConfigMaps, 1,500
-// Deployments, 1,000 Services, 500 Secrets in 10 namespaces) on the target,
+// Deployments, 1,000 Services, 500 Secrets in 10 namespaces; another count
+// in the same proportions with DR_SYNCER_BENCH_OBJECTS=N) on the target,
 // beside `kubectl apply --server-side -f DIR` of the same objects written
 // one per file:
 //

@@ -12,6 +12,7 @@
 //
 //	m, err := reconciler.New(cfg, reconciler.Options{InventoryName: "inventory-dr-eu"})
 //	res, err := m.Apply(ctx, objects, reconciler.ApplyOptions{Commit: sha})
+//	res, err = m.ApplyDelta(ctx, objects, reconciler.Delta{Since: prev, Changed: changed}, opts)
 //	diffs, err := m.Diff(ctx, objects)   // what Apply would change
 //	inv, err := m.Inventory(ctx)         // what the target holds, and from which commit
 //
@@ -30,7 +31,8 @@
 //     unless ApplyOptions.AllowMassPrune.
 //  3. Compare: the live objects are listed, page by page, one list per kind
 //     and namespace (one per kind across all namespaces when a kind is
-//     wanted in 16 namespaces or more), and each desired object is compared
+//     wanted in 16 namespaces or more; a group of up to 32 objects is read
+//     object by object instead), and each desired object is compared
 //     with its live copy locally (see "Unchanged objects" below). An
 //     unchanged re-apply of 10,000 objects costs about fifty lists and one
 //     write (the inventory), instead of 10,000 requests.
@@ -71,6 +73,30 @@
 // Every write is a server-side apply with Options.FieldManager, forced:
 // dr-syncer owns what it replicates, and takes a field back from whoever
 // changed it on the target.
+//
+// # Incremental apply
+//
+//	res, err := m.ApplyDelta(ctx, objects, reconciler.Delta{Since: prev, Changed: changed}, opts)
+//
+// A controller that applies commit after commit knows what changed between
+// the commit the target holds and the next: ApplyDelta takes the complete
+// set and the objects of it whose desired content changed since commit
+// Since, and does the work of those only. It refuses (ErrNotIncremental,
+// nothing written) unless the inventory records the complete apply of
+// Since. The changed objects — and any object of the set the inventory
+// does not hold — go through the steps above: planned, compared with their
+// live copies (read one by one: a list group of up to 32 objects is read
+// by GETs, in Apply too), dry-run all together before anything is written
+// (one refusal stops everything, as in Apply), and applied in stages. The
+// prune and its mass-prune guard are Apply's: every inventory entry that
+// is not in the set. The inventory is updated, not rebuilt: written
+// objects get the commit, pruned ones leave, failed deletes and every
+// other entry stay, and its commit becomes the new one.
+//
+// The trade-off: the live copies of the objects that did not change are not
+// looked at, so drift on the target (an object edited or deleted there by
+// someone else) survives an incremental apply. Apply of the whole set
+// corrects it; the controller runs one at every full resync.
 //
 // # Unchanged objects
 //

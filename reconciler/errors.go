@@ -49,13 +49,17 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "the target refused %d object(s) of the set", len(e.Errors))
+	outcome := "nothing was applied"
 	if e.Partial {
-		b.WriteString("; only the set's CustomResourceDefinitions and Namespaces were applied")
-	} else {
-		b.WriteString("; nothing was applied")
+		outcome = "only the set's CustomResourceDefinitions and Namespaces were applied"
 	}
+	// One refused object: one line that starts with it, as every error
+	// about one object does.
+	if len(e.Errors) == 1 {
+		return e.Errors[0].Error() + " (" + outcome + ")"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "the target refused %d objects of the set; %s", len(e.Errors), outcome)
 	for _, err := range e.Errors {
 		b.WriteString("\n  ")
 		b.WriteString(err.Error())

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -292,7 +293,8 @@ const listPageSize = 500
 const clusterWideListNamespaces = 16
 
 // classify finds the live copy of each item with a few paginated lists (one
-// per kind and namespace) rather than one request per object, and decides
+// per kind and namespace) rather than one request per object — but reads
+// the items of a small group one by one — and decides
 // locally which items already hold (see holds.go). Only the live copies of
 // the items that may differ are kept.
 func (m *Manager) classify(ctx context.Context, items []*item) error {
@@ -319,12 +321,44 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 		groups[lk][it.ref.Namespace+"/"+it.ref.Name] = it
 		it.state = stateCreate // until found
 	}
-	keys := make([]listKey, 0, len(groups))
-	for lk := range groups {
+	// A few objects of a kind are read one by one: a list would read all
+	// the others of their namespace too (an incremental apply of one
+	// ConfigMap beside thousands).
+	var keys []listKey
+	var singles []*item
+	for lk, byName := range groups {
+		if len(byName) <= classifyGetMax {
+			for _, it := range byName {
+				singles = append(singles, it)
+			}
+			continue
+		}
 		keys = append(keys, lk)
 	}
-	errs := make([]error, len(keys))
-	parallel(ctx, m.opts.Workers, len(keys), func(ctx context.Context, i int) {
+	found := func(it *item, live *unstructured.Unstructured) {
+		if holds(it.obj.Object, live.Object, m.opts.FieldManager) {
+			it.state = stateUnchanged
+		} else {
+			it.state = stateCheck
+		}
+		if it.state == stateCheck || it.stage == stageCRDs {
+			it.live = live
+		}
+	}
+	errs := make([]error, len(keys)+len(singles))
+	parallel(ctx, m.opts.Workers, len(keys)+len(singles), func(ctx context.Context, i int) {
+		if i >= len(keys) {
+			it := singles[i-len(keys)]
+			live, err := m.dyn.Resource(it.gvr).Namespace(it.ref.Namespace).Get(ctx, it.ref.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				errs[i] = objectErr(it.ref, "read the live object", err)
+			default:
+				found(it, live)
+			}
+			return
+		}
 		lk := keys[i]
 		byName := groups[lk]
 		opts := metav1.ListOptions{Limit: listPageSize}
@@ -340,15 +374,8 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 				if !ok {
 					continue
 				}
-				if holds(it.obj.Object, live.Object, m.opts.FieldManager) {
-					it.state = stateUnchanged
-				} else {
-					it.state = stateCheck
-				}
-				if it.state == stateCheck || it.stage == stageCRDs {
-					kept := *live // the object, not the page, stays referenced
-					it.live = &kept
-				}
+				kept := *live // the object, not the page, stays referenced
+				found(it, &kept)
 			}
 			if opts.Continue = list.GetContinue(); opts.Continue == "" {
 				return
@@ -360,6 +387,10 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 	}
 	return errors.Join(errs...)
 }
+
+// classifyGetMax: the objects of a list group (kind and namespace, or kind)
+// are read one by one up to this many, listed beyond.
+const classifyGetMax = 32
 
 // parallel calls fn(i) for i in [0, n) with at most workers calls at once.
 // It stops handing out work when ctx is done.

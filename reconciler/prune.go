@@ -93,6 +93,14 @@ func (m *Manager) prune(ctx context.Context, candidates []InventoryEntry, dryRun
 		results[i] = &pruneResult{entry: e}
 	}
 	g := &pruneGuard{deleted: map[objKey]bool{}}
+	for _, e := range candidates {
+		if gk := e.Object.GroupKind(); gk == namespaceGK || gk == crdGK {
+			// A Manager may be long-lived: what a Namespace may hold is
+			// asked of discovery afresh, kinds served since included.
+			m.mapper.Reset()
+			break
+		}
+	}
 	for start := 0; start < len(results); {
 		s := stageOfRef(results[start].entry.Object)
 		end := start

@@ -161,3 +161,41 @@ func BenchmarkBuildParts(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCacheBuild measures a build through a Cache that holds the
+// commit before, after a commit that changes one object (and the cost of a
+// build whose every run is cached, for an unchanged set).
+func BenchmarkCacheBuild(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
+			repo, head, cfg := benchRepo(b, n)
+			ctx := context.Background()
+			c := NewCache()
+			if _, err := c.Build(ctx, repo, head, cfg); err != nil {
+				b.Fatal(err)
+			}
+			_, cold := c.Stats()
+			p := "snapshots/prod/ns3/ConfigMap/obj-00003.yaml"
+			cpu := cpuTime()
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				data := fmt.Appendf(nil, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: obj-00003\n  namespace: ns3\ndata:\n  n: %q\n", fmt.Sprint(i))
+				h := commit(b, repo, map[string][]byte{p: data}, "one")
+				b.StartTimer()
+				objs, err := c.Build(ctx, repo, h.String(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(objs) != n+10 {
+					b.Fatalf("%d objects, want %d", len(objs), n+10)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			hits, misses := c.Stats()
+			b.ReportMetric(float64(misses-cold)/float64(b.N), "runs/op")
+			_ = hits
+		})
+	}
+}

@@ -3,10 +3,17 @@ package render
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
+	"path"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -28,6 +35,10 @@ import (
 // "overlays/dr/kustomization.yaml: resources[1]: https://…: remote resources
 // are refused: render builds from the commit only".
 func Build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig) ([]*unstructured.Unstructured, error) {
+	return build(ctx, repo, rev, cfg, nil, 0)
+}
+
+func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig, c *Cache, gen uint64) ([]*unstructured.Unstructured, error) {
 	if err := checkNames(cfg); err != nil {
 		return nil, err
 	}
@@ -35,6 +46,7 @@ func Build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 	if err != nil {
 		return nil, err
 	}
+	t.cache, t.gen = c, gen
 	snap, err := newSnapshot(t, cfg.Spec.Source.Name)
 	if err != nil {
 		return nil, err
@@ -43,14 +55,14 @@ func Build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 	if err != nil {
 		return nil, err
 	}
-	b := &builder{t: t, snap: snap, plan: pl}
-	if err := b.readAll(); err != nil {
-		return nil, err
-	}
+	b := &builder{t: t, snap: snap, plan: pl, cache: c, gen: gen}
+	b.objects = b.snap.reached(b.plan.snapshotRefs)
 	objs, err := b.build(ctx)
 	if err != nil {
 		return nil, err
 	}
+	// The slice may be a cached run's own: sort a copy.
+	objs = slices.Clone(objs)
 	sortObjects(objs)
 	return objs, nil
 }
@@ -63,9 +75,46 @@ type builder struct {
 	// objects are the snapshot object files the overlay reaches.
 	objects []string
 	pins    map[pin]bool
+	// cache, when set, remembers kustomize runs across builds; gen is
+	// this build's number in it.
+	cache *Cache
+	gen   uint64
+	// patchesOf are the routed patches that may apply to each object file
+	// (route).
+	patchesOf map[string][]*routedPatch
 }
 
-// readAll reads every file a build needs, in path order.
+// cut is k.cut(drop), through the cache: the same kustomization (blob)
+// cut the same way gives the same bytes.
+func (b *builder) cut(k *kustFile, drop map[string]map[int]bool) ([]byte, error) {
+	if b.cache == nil {
+		return k.cut(drop)
+	}
+	h := sha256.New()
+	blob := b.t.files[k.file]
+	h.Write(blob[:])
+	for _, field := range slices.Sorted(maps.Keys(drop)) {
+		h.Write([]byte(field))
+		for _, i := range slices.Sorted(maps.Keys(drop[field])) {
+			h.Write(strconv.AppendInt([]byte{','}, int64(i), 10))
+		}
+		h.Write([]byte{0})
+	}
+	var key runKey
+	h.Sum(key[:0])
+	if raw, ok := b.cache.getCut(key, b.gen); ok {
+		return raw, nil
+	}
+	raw, err := k.cut(drop)
+	if err == nil {
+		b.cache.putCut(key, raw, b.gen)
+	}
+	return raw, err
+}
+
+// readAll reads every file a build needs, in path order (the benchmarks
+// separate reading from kustomize with it; Build reads only what the runs
+// that the cache does not hold need).
 func (b *builder) readAll() error {
 	b.objects = b.snap.reached(b.plan.snapshotRefs)
 	var all []string
@@ -112,74 +161,198 @@ func (b *builder) build(ctx context.Context) ([]*unstructured.Unstructured, erro
 	if buildTrace != nil {
 		buildTrace(0, why)
 	}
-	fs, err := b.filesystem(nil)
+	spec, err := b.spec(nil)
 	if err != nil {
 		return nil, err
 	}
-	objs, err := runKustomize(fs, b.plan.root)
+	results, err := b.runs(ctx, []*fsSpec{spec})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s: kustomize build: %w", b.plan.rootFile, err)
 	}
-	return objs, nil
+	return results[0], nil
 }
 
-// filesystem builds the in-memory filesystem of one kustomize run, for the
+// spec lists the in-memory filesystem of one kustomize run, for the
 // snapshot objects in (nil: all of them, the build in one piece): the files
 // the walk found, the kustomizations with the chunk's cuts, the chunk's
 // object files and the derived kustomizations listing them. The
-// repository sits at the root "/"; nothing else is there.
-func (b *builder) filesystem(in map[string]bool) (filesys.FileSystem, error) {
-	fs := filesys.MakeFsInMemory()
-	write := func(p string, data []byte) error {
-		if err := fs.WriteFile("/"+p, data); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		return nil
-	}
+// repository sits at the root "/"; nothing else is there. Files of the
+// commit are listed by blob hash, and read only if the run is not cached.
+func (b *builder) spec(in map[string]bool) (*fsSpec, error) {
+	s := &fsSpec{root: b.plan.root}
+	blob := func(p string) { s.entries = append(s.entries, fsEntry{path: p, blob: b.t.files[p]}) }
 	keep := func(f string) bool { return in == nil || in[f] }
 	var cuts map[string]map[string]map[int]bool
+	var routed map[*routedPatch]bool
 	if in != nil {
-		cuts = b.cuts(in)
+		routed = b.routedTo(in)
+		cuts = b.cuts(in, routed)
 	}
 	for _, m := range []map[string]bool{b.plan.files, b.plan.snapshotFiles} {
 		for f := range m {
-			if err := write(f, b.t.content[f]); err != nil {
-				return nil, err
-			}
+			blob(f)
 		}
 	}
 	for _, k := range b.plan.kusts {
-		raw, err := k.cut(cuts[k.file])
-		if err != nil {
-			return nil, err
-		}
-		if err := write(k.file, raw); err != nil {
-			return nil, err
+		// In a chunk, a routed unit is always re-encoded, cut or not: a
+		// chunk's copy then stays the same when the unit gains a patch
+		// for another chunk's object (its first).
+		if drop := cuts[k.file]; len(drop) == 0 && (in == nil || k.unit == nil) {
+			blob(k.file)
+		} else {
+			raw, err := b.cut(k, drop)
+			if err != nil {
+				return nil, err
+			}
+			s.entries = append(s.entries, fsEntry{path: k.file, data: raw, derived: true})
 		}
 		if k.unit == nil {
 			continue
 		}
 		for _, p := range k.unit.patches {
-			if p.file != "" && b.plan.routedFiles[p.file] && (in == nil || p.keptBy(in)) {
-				if err := write(p.file, b.t.content[p.file]); err != nil {
-					return nil, err
-				}
+			if p.file != "" && b.plan.routedFiles[p.file] && (in == nil || p.objects == nil || routed[p]) {
+				blob(p.file)
 			}
 		}
 	}
-	for p, data := range b.snap.derived(keep) {
-		if err := write(p, data); err != nil {
-			return nil, err
+	// Every derived kustomization when the snapshot's root is reached (it
+	// lists every directory) or in one piece; in a chunk, only those of
+	// the directories holding its objects: the cuts drop the others.
+	var only map[string]bool
+	if in != nil && !b.plan.snapshotRefs[b.snap.root] {
+		only = map[string]bool{}
+		for f := range in {
+			if b.snap.isObject(f) {
+				only[path.Dir(path.Dir(f))] = true
+			}
 		}
+	}
+	for p, data := range b.snap.derived(keep, only) {
+		s.entries = append(s.entries, fsEntry{path: p, data: data, derived: true})
 	}
 	for _, f := range b.objects {
 		if keep(f) {
-			if err := write(f, b.t.content[f]); err != nil {
-				return nil, err
+			blob(f)
+		}
+	}
+	s.sort()
+	return s, nil
+}
+
+// filesystem makes the in-memory filesystem of a spec, from the files read
+// (readSpecs).
+func (b *builder) filesystem(s *fsSpec) (filesys.FileSystem, error) {
+	fs := filesys.MakeFsInMemory()
+	for _, e := range s.entries {
+		data := e.data
+		if !e.derived {
+			var ok bool
+			if data, ok = b.t.content[e.path]; !ok {
+				return nil, fmt.Errorf("%s: not read", e.path)
 			}
+		}
+		if err := fs.WriteFile("/"+e.path, data); err != nil {
+			return nil, fmt.Errorf("%s: %w", e.path, err)
 		}
 	}
 	return fs, nil
+}
+
+// readSpecs reads, in path order, the files of the commit that specs need.
+func (b *builder) readSpecs(specs []*fsSpec) error {
+	need := map[string]bool{}
+	for _, s := range specs {
+		for _, e := range s.entries {
+			if !e.derived {
+				need[e.path] = true
+			}
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(need)) {
+		if err := b.t.ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := b.t.read(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runs runs kustomize over each spec, GOMAXPROCS at a time, or takes its
+// objects from the cache: the objects of a run are a function of the
+// files it reads, which its key names. The first failure stops the runs
+// not yet started, and is returned.
+func (b *builder) runs(ctx context.Context, specs []*fsSpec) ([][]*unstructured.Unstructured, error) {
+	results := make([][]*unstructured.Unstructured, len(specs))
+	keys := make([]runKey, len(specs))
+	var todo []int
+	for i, s := range specs {
+		if b.cache != nil {
+			keys[i] = s.key()
+			if objs, ok := b.cache.get(keys[i], b.gen); ok {
+				results[i] = objs
+				continue
+			}
+		}
+		todo = append(todo, i)
+	}
+	if b.cache != nil {
+		b.cache.count(len(specs)-len(todo), len(todo))
+	}
+	if len(todo) == 0 {
+		return results, nil
+	}
+	missed := make([]*fsSpec, len(todo))
+	for j, i := range todo {
+		missed[j] = specs[i]
+	}
+	if err := b.readSpecs(missed); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(specs))
+	var failed atomic.Bool
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Go(func() {
+			for i := range work {
+				fs, err := b.filesystem(specs[i])
+				if err == nil {
+					results[i], err = runKustomize(fs, b.plan.root)
+				}
+				if err != nil {
+					errs[i] = err
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	for _, i := range todo {
+		if ctx.Err() != nil || failed.Load() {
+			break
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if b.cache != nil {
+		for _, i := range todo {
+			b.cache.put(keys[i], results[i], b.gen)
+		}
+	}
+	return results, nil
 }
 
 // kustomizeHook, when a test sets it, runs inside every kustomize run, where
@@ -223,18 +396,28 @@ func runKustomize(fs filesys.FileSystem, root string) (objs []*unstructured.Unst
 }
 
 func sortObjects(objs []*unstructured.Unstructured) {
-	slices.SortFunc(objs, compareObjects)
-}
-
-func compareObjects(a, b *unstructured.Unstructured) int {
-	ga, gb := a.GroupVersionKind(), b.GroupVersionKind()
-	return cmp.Or(
-		strings.Compare(ga.Group, gb.Group),
-		strings.Compare(ga.Kind, gb.Kind),
-		strings.Compare(a.GetNamespace(), b.GetNamespace()),
-		strings.Compare(a.GetName(), b.GetName()),
-		strings.Compare(ga.Version, gb.Version),
-	)
+	// Each object's key read once, not at every comparison.
+	type keyed struct {
+		group, kind, namespace, name, version string
+		obj                                   *unstructured.Unstructured
+	}
+	ks := make([]keyed, len(objs))
+	for i, o := range objs {
+		gvk := o.GroupVersionKind()
+		ks[i] = keyed{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName(), gvk.Version, o}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		return cmp.Or(
+			strings.Compare(a.group, b.group),
+			strings.Compare(a.kind, b.kind),
+			strings.Compare(a.namespace, b.namespace),
+			strings.Compare(a.name, b.name),
+			strings.Compare(a.version, b.version),
+		)
+	})
+	for i := range ks {
+		objs[i] = ks[i].obj
+	}
 }
 
 // joinErrors joins errors one per line, sorted, so that a report of many

@@ -8,7 +8,8 @@
 // the repository: the snapshot stage commits what [Generate] returns.
 //
 // Entry points: [Generate] and [GeneratedPrefix] for the snapshot stage,
-// [Build] for everything that needs the rendered objects, [Stream] for
+// [Build] for everything that needs the rendered objects ([Cache] for a
+// long-running caller that builds commit after commit), [Stream] for
 // `dr-syncer render`.
 //
 // # The overlay
@@ -197,6 +198,21 @@
 // any overlay a chunk fails on, so kustomize's own error is what Build
 // returns. Patches with a target keep a build fast; a strategic-merge patch
 // without one makes every chunk carry its target.
+//
+// Chunks end where a file's path hashes to a multiple of the chunk size,
+// not after a count, so that an object added or removed changes its own
+// chunk only.
+//
+// A [Cache] ([Cache.Build]) remembers the objects of each kustomize run
+// under a key that names exactly the files of the run's in-memory
+// filesystem (files of the commit by path and blob hash, derived
+// kustomizations and cut ones by the hash of their bytes) and the overlay's
+// directory; files of the commit are read only for the runs it does not
+// hold. A commit of one object then costs one chunk's run, not the whole
+// overlay; an edit of the user's kustomization or of a file it names, of
+// the generated root, or of anything an overlay built in one piece reads,
+// misses every run — the key cannot be wrong, only miss. cache.go says
+// why the key is enough.
 //
 // The objects come back sorted by group, kind, namespace and name (then
 // version), so that the same commit always renders the same list.

@@ -3,18 +3,19 @@ package render
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"path"
-	"runtime"
+	"regexp/syntax"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
 )
 
 // Partitioned builds.
@@ -51,8 +52,8 @@ import (
 // name cannot both pass). If a chunk fails or the check does, Build builds
 // the overlay in one piece, and kustomize has the last word.
 
-// chunkSize is the number of snapshot objects per chunk; small chunks keep
-// kustomize's square small, and its cost per run is low.
+// chunkSize is the mean number of snapshot objects per chunk (chunkEnd);
+// small chunks keep kustomize's square small, and its cost per run is low.
 var chunkSize = 64
 
 // colocated are the kinds kept in chunk 0 (group/Kind).
@@ -104,11 +105,28 @@ func (b *builder) partition() [][]string {
 	}
 	chunks := [][]string{append(slices.Clone(pinned), first...)}
 	for len(rest) > 0 {
-		n := min(chunkSize, len(rest))
+		n := chunkEnd(rest)
 		chunks = append(chunks, append(slices.Clone(pinned), rest[:n]...))
 		rest = rest[n:]
 	}
 	return chunks
+}
+
+// chunkEnd returns the length of the chunk that starts list. A chunk ends
+// after a file whose path hashes to a multiple of chunkSize (or at four
+// times chunkSize), not after a count: an object added or removed changes
+// its own chunk only, not every chunk after it, so that the cache (cache.go)
+// keeps the runs of the others.
+func chunkEnd(list []string) int {
+	limit := min(len(list), 4*chunkSize)
+	for i, f := range list[:limit] {
+		h := fnv.New32a()
+		h.Write([]byte(f))
+		if h.Sum32()%uint32(chunkSize) == 0 {
+			return i + 1
+		}
+	}
+	return limit
 }
 
 func (b *builder) groupKind(f string) string {
@@ -121,53 +139,26 @@ func (b *builder) pinned(f string) bool {
 	return b.pins[pin{kind: id.Kind, name: id.Name}] || b.pins[pin{name: id.Name}]
 }
 
-// buildChunks builds every chunk, two or more at a time, and merges the
-// results; any failure is returned for Build to build in one piece.
+// buildChunks builds every chunk (or takes it from the cache) and merges
+// the results; any failure is returned for Build to build in one piece.
 func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstructured.Unstructured, error) {
 	b.route()
-	results := make([][]*unstructured.Unstructured, len(chunks))
-	errs := make([]error, len(chunks))
-	var failed atomic.Bool
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(chunks)) {
-		wg.Go(func() {
-			for i := range work {
-				if results[i], errs[i] = b.buildChunk(chunks[i]); errs[i] != nil {
-					failed.Store(true)
-				}
-			}
-		})
-	}
-	for i := range chunks {
-		if ctx.Err() != nil || failed.Load() {
-			break
+	specs := make([]*fsSpec, len(chunks))
+	for i, files := range chunks {
+		in := make(map[string]bool, len(files))
+		for _, f := range files {
+			in[f] = true
 		}
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	for _, err := range errs {
-		if err != nil {
+		var err error
+		if specs[i], err = b.spec(in); err != nil {
 			return nil, err
 		}
 	}
-	return merge(results)
-}
-
-func (b *builder) buildChunk(files []string) ([]*unstructured.Unstructured, error) {
-	in := make(map[string]bool, len(files))
-	for _, f := range files {
-		in[f] = true
-	}
-	fs, err := b.filesystem(in)
+	results, err := b.runs(ctx, specs)
 	if err != nil {
 		return nil, err
 	}
-	return runKustomize(fs, b.plan.root)
+	return merge(results)
 }
 
 // cuts says, for a chunk holding the objects in, what each kustomization
@@ -175,7 +166,7 @@ func (b *builder) buildChunk(files []string) ([]*unstructured.Unstructured, erro
 // chunk's objects, and the directories (routed units, snapshot
 // directories) that hold none of them. Leaving out what gives nothing is
 // what makes a chunk cost what its objects cost, not what the overlay does.
-func (b *builder) cuts(in map[string]bool) map[string]map[string]map[int]bool {
+func (b *builder) cuts(in map[string]bool, routed map[*routedPatch]bool) map[string]map[string]map[int]bool {
 	holds := map[string]bool{} // snapshot directory → holds an object of the chunk
 	for f := range in {
 		holds[path.Dir(path.Dir(f))] = true
@@ -221,7 +212,7 @@ func (b *builder) cuts(in map[string]bool) map[string]map[string]map[int]bool {
 			continue
 		}
 		for _, p := range k.unit.patches {
-			if !p.keptBy(in) {
+			if p.objects != nil && !routed[p] {
 				drop(k.file, p.field, p.index)
 			}
 		}
@@ -229,17 +220,16 @@ func (b *builder) cuts(in map[string]bool) map[string]map[string]map[int]bool {
 	return out
 }
 
-// keptBy says whether a chunk holding the objects in needs the patch.
-func (p *routedPatch) keptBy(in map[string]bool) bool {
-	if p.objects == nil {
-		return true
-	}
-	for f := range p.objects {
-		if in[f] {
-			return true
+// routedTo returns the routed patches that may apply to the objects in
+// (those with objects; the others every chunk keeps).
+func (b *builder) routedTo(in map[string]bool) map[*routedPatch]bool {
+	out := map[*routedPatch]bool{}
+	for f := range in {
+		for _, p := range b.patchesOf[f] {
+			out[p] = true
 		}
 	}
-	return false
+	return out
 }
 
 // route finds, for each patch of a routed unit, the snapshot objects its
@@ -248,6 +238,7 @@ func (p *routedPatch) keptBy(in map[string]bool) bool {
 // have moved when a patch runs), so a patch goes to every chunk where it
 // could apply, and kustomize decides there.
 func (b *builder) route() {
+	b.patchesOf = map[string][]*routedPatch{}
 	for _, k := range b.plan.kusts {
 		u := k.unit
 		if u == nil {
@@ -261,34 +252,58 @@ func (b *builder) route() {
 			}
 			files = append(files, b.snap.objects[d]...)
 		}
+		// A target that names one object (every generated patch does) is
+		// looked up, not matched against every file of the unit.
+		var byName map[string][]string
 		for _, p := range u.patches {
-			sel := types.Selector{ResId: resid.ResId{Gvk: resid.Gvk{Group: p.sel.Group, Kind: p.sel.Kind}, Name: p.sel.Name}}
-			re, err := types.NewSelectorRegex(&sel)
-			if err != nil {
-				continue // kustomize reports it; every chunk keeps the patch
+			group, gOK := literal(p.sel.Group)
+			kind, kOK := literal(p.sel.Kind)
+			name, nOK := literal(p.sel.Name)
+			var match func(gitstore.ObjectID) bool
+			candidates := files
+			switch {
+			case gOK && kOK && nOK && p.sel.Name != "":
+				if byName == nil {
+					byName = map[string][]string{}
+					for _, f := range files {
+						byName[b.snap.ids[f].Name] = append(byName[b.snap.ids[f].Name], f)
+					}
+				}
+				candidates = byName[name]
+				match = func(id gitstore.ObjectID) bool {
+					return (p.sel.Group == "" || id.Group == group) && (p.sel.Kind == "" || id.Kind == kind)
+				}
+			default:
+				sel := types.Selector{ResId: resid.ResId{Gvk: resid.Gvk{Group: p.sel.Group, Kind: p.sel.Kind}, Name: p.sel.Name}}
+				re, err := types.NewSelectorRegex(&sel)
+				if err != nil {
+					continue // kustomize reports it; every chunk keeps the patch
+				}
+				match = func(id gitstore.ObjectID) bool {
+					return re.MatchGvk(resid.Gvk{Group: id.Group, Kind: id.Kind}) && re.MatchName(id.Name)
+				}
 			}
 			objects := map[string]bool{}
-			for _, f := range files {
-				id := b.snap.ids[f]
-				if re.MatchGvk(resid.Gvk{Group: id.Group, Kind: id.Kind}) && re.MatchName(id.Name) {
+			for _, f := range candidates {
+				if match(b.snap.ids[f]) {
 					objects[f] = true
 				}
 			}
 			if len(objects) > 0 {
 				p.objects = objects
+				for f := range objects {
+					b.patchesOf[f] = append(b.patchesOf[f], p)
+				}
 			}
 		}
 	}
 }
 
 // cut returns the kustomization without the list entries drop names (by
-// field and index). The kustomization is decoded once; a chunk re-encodes
-// it only when it cuts something. A kustomization left without resources
-// gets a name, or kustomize would refuse it as empty.
+// field and index), re-encoded (even when it drops nothing). The
+// kustomization is decoded once, for all the chunks. A kustomization left
+// without resources gets a name, or kustomize would refuse it as empty.
 func (k *kustFile) cut(drop map[string]map[int]bool) ([]byte, error) {
-	if len(drop) == 0 {
-		return k.raw, nil
-	}
 	k.once.Do(func() { k.decodeErr = yaml.Unmarshal(k.raw, &k.decoded) })
 	if k.decodeErr != nil {
 		return nil, fmt.Errorf("%s: %w", k.file, k.decodeErr)
@@ -354,4 +369,23 @@ func merge(results [][]*unstructured.Unstructured) ([]*unstructured.Unstructured
 		out = append(out, s.obj)
 	}
 	return out, nil
+}
+
+// literal returns the string a selector's regular expression matches when
+// it matches exactly one (kustomize anchors it: "^(?:re)$"), as
+// regexp.QuoteMeta makes them. An empty pattern is literal too (it matches
+// anything: the callers look at it first).
+func literal(pattern string) (string, bool) {
+	if pattern == "" {
+		return "", true
+	}
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return "", false
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpLiteral || re.Flags&syntax.FoldCase != 0 {
+		return "", false
+	}
+	return string(re.Rune), true
 }

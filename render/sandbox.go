@@ -232,17 +232,13 @@ func (w *walker) dir(dir, from, field string) {
 		w.errs = append(w.errs, err)
 		return
 	}
-	var k types.Kustomization
-	if err := k.Unmarshal(raw); err != nil {
+	parsed, err := w.t.kustomization(file)
+	if err != nil {
 		w.fail("%s: %v", file, err)
 		return
 	}
-	var present map[string]any
-	if err := yaml.Unmarshal(raw, &present); err != nil {
-		w.fail("%s: %v", file, err)
-		return
-	}
-	for _, name := range slices.Sorted(maps.Keys(present)) {
+	k := parsed.k
+	for _, name := range parsed.fields {
 		switch rule, known := kustomizationFields[name]; {
 		case !known:
 			w.fail("%s: %s: a field render does not know", file, name)
@@ -254,7 +250,7 @@ func (w *walker) dir(dir, from, field string) {
 	}
 	kf := &kustFile{file: file, dir: dir, raw: raw}
 	w.p.kusts[dir] = kf
-	w.check(kf, &k)
+	w.check(kf, k)
 }
 
 func refusedWhy(field string) string {
@@ -570,6 +566,7 @@ func (w *walker) patch(dir, file, field string, i int, pt types.Patch, unit *rou
 	where := fmt.Sprintf("%s: %s[%d]", file, field, i)
 	text := pt.Patch
 	var p string
+	var facts *patchFacts
 	if pt.Path != "" {
 		var ok bool
 		if p, ok = w.ref(dir, file, fmt.Sprintf("%s[%d].path", field, i), pt.Path); !ok {
@@ -579,25 +576,24 @@ func (w *walker) patch(dir, file, field string, i int, pt types.Patch, unit *rou
 			w.fail("%s.path: %s: not a file of the commit", where, pt.Path)
 			return
 		}
-		raw, err := w.t.read(p)
-		if err != nil {
+		var err error
+		if facts, err = w.t.patch(p); err != nil {
 			w.errs = append(w.errs, err)
 			return
 		}
-		text = string(raw)
+	}
+	if facts == nil {
+		facts = parsePatch(text)
 	}
 	if pt.Options != nil && (pt.Options.AllowNameChange || pt.Options.AllowKindChange) {
 		w.notWhole("%s: options", where)
 	}
-	docs, isObjects := parseObjects(text)
-	if !isObjects {
-		if ops, ok := parseJSONPatch(text); ok && renames(ops) && (pt.Target == nil || pt.Target.Kind != "Namespace") {
-			w.notWhole("%s: renames or moves objects", where)
-		}
+	if facts.renames && (pt.Target == nil || pt.Target.Kind != "Namespace") {
+		w.notWhole("%s: renames or moves objects", where)
 	}
 	if pt.Target == nil {
-		if isObjects {
-			w.pinDocs(docs)
+		if facts.isObjects {
+			w.pinDocs(facts.docs)
 		}
 		if p != "" {
 			w.p.files[p] = true
@@ -615,6 +611,43 @@ func (w *walker) patch(dir, file, field string, i int, pt types.Patch, unit *rou
 	if p != "" {
 		w.p.routedFiles[p] = true
 	}
+}
+
+// parsedKustomization is a kustomization file decoded, and the names of the
+// fields it sets, sorted. Read only: the cache shares it between builds.
+type parsedKustomization struct {
+	k      *types.Kustomization
+	fields []string
+}
+
+func parseKustomization(raw []byte) (*parsedKustomization, error) {
+	k := &types.Kustomization{}
+	if err := k.Unmarshal(raw); err != nil {
+		return nil, err
+	}
+	var present map[string]any
+	if err := yaml.Unmarshal(raw, &present); err != nil {
+		return nil, err
+	}
+	return &parsedKustomization{k: k, fields: slices.Sorted(maps.Keys(present))}, nil
+}
+
+// patchFacts is what the walk learns of a patch's text.
+type patchFacts struct {
+	docs      []map[string]any // its objects, when isObjects (read only)
+	isObjects bool
+	renames   bool // a JSON patch that renames or moves objects
+}
+
+func parsePatch(text string) *patchFacts {
+	f := &patchFacts{}
+	f.docs, f.isObjects = parseObjects(text)
+	if !f.isObjects {
+		if ops, ok := parseJSONPatch(text); ok {
+			f.renames = renames(ops)
+		}
+	}
+	return f
 }
 
 // parseObjects reads s as YAML documents that are all mappings; ok is false

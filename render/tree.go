@@ -17,6 +17,8 @@ import (
 // render never looks at a work tree.
 type repoTree struct {
 	ctx     context.Context
+	cache   *Cache // blobs and what the walk learnt of them; may be nil
+	gen     uint64
 	repo    *gitstore.Repository
 	rev     string
 	files   map[string]plumbing.Hash
@@ -69,14 +71,76 @@ func (t *repoTree) read(p string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", p, fs.ErrNotExist)
 	}
+	if t.cache != nil {
+		if e, ok := t.cache.getBlob(h, t.gen); ok {
+			// The check depends on the name too: checked again.
+			if err := checkYAML(p, e.data); err != nil {
+				return nil, err
+			}
+			t.content[p] = e.data
+			return e.data, nil
+		}
+	}
 	// By hash: the tree was walked once in loadTree; reading by path
 	// would resolve the commit and walk it again for every file.
 	b, err := t.repo.ReadBlob(t.ctx, h)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkYAML(p, b); err != nil {
+		return nil, err
+	}
 	t.content[p] = b
+	if t.cache != nil {
+		t.cache.putBlob(h, b, t.gen)
+	}
 	return b, nil
+}
+
+// kustomization parses the kustomization file p (read), once per blob
+// through the cache.
+func (t *repoTree) kustomization(p string) (*parsedKustomization, error) {
+	b, ok := t.content[p]
+	if !ok {
+		return nil, fmt.Errorf("%s: not read", p)
+	}
+	if t.cache == nil {
+		return parseKustomization(b)
+	}
+	e, ok := t.cache.getBlob(t.files[p], t.gen)
+	if !ok {
+		return parseKustomization(b)
+	}
+	if k := t.cache.kustomizationOf(e); k != nil {
+		return k, nil
+	}
+	k, err := parseKustomization(b)
+	if err == nil {
+		t.cache.setKustomization(e, k)
+	}
+	return k, err
+}
+
+// patch reads the patch file p and parses it, once per blob through the
+// cache.
+func (t *repoTree) patch(p string) (*patchFacts, error) {
+	b, err := t.read(p)
+	if err != nil {
+		return nil, err
+	}
+	if t.cache == nil {
+		return parsePatch(string(b)), nil
+	}
+	e, ok := t.cache.getBlob(t.files[p], t.gen)
+	if !ok {
+		return parsePatch(string(b)), nil
+	}
+	if f := t.cache.patchOf(e); f != nil {
+		return f, nil
+	}
+	f := parsePatch(string(b))
+	t.cache.setPatch(e, f)
+	return f, nil
 }
 
 // snapshot is the layout of snapshots/<source>/ in the commit. It has no
@@ -149,17 +213,23 @@ func (s *snapshot) reached(refs map[string]bool) []string {
 }
 
 // derived returns the derived kustomization files, listing the object
-// files for which keep is true. Every directory keeps its kustomization,
-// even when it lists nothing in a chunk.
-func (s *snapshot) derived(keep func(string) bool) map[string][]byte {
+// files for which keep is true: with only nil, the root's and every
+// directory's (even one that lists nothing); else those of the directories
+// in only.
+func (s *snapshot) derived(keep func(string) bool, only map[string]bool) map[string][]byte {
 	out := map[string][]byte{}
 	var b strings.Builder
-	b.WriteString(derivedHead)
-	for _, d := range s.dirs {
-		b.WriteString("- " + path.Base(d) + "\n")
+	if only == nil {
+		b.WriteString(derivedHead)
+		for _, d := range s.dirs {
+			b.WriteString("- " + path.Base(d) + "\n")
+		}
+		out[s.root+"/kustomization.yaml"] = []byte(b.String())
 	}
-	out[s.root+"/kustomization.yaml"] = []byte(b.String())
 	for _, d := range s.dirs {
+		if only != nil && !only[d] {
+			continue
+		}
 		b.Reset()
 		b.WriteString(derivedHead)
 		for _, f := range s.objects[d] {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,29 +12,38 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dr-syncer/dr-syncer/controller"
+	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/policies"
 	"github.com/dr-syncer/dr-syncer/reconciler"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
 type targetFlags struct {
-	repo, ref, kubeconfig, kubeContext, identity string
+	repo                                   repoFlags
+	ref, kubeconfig, kubeContext, identity string
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
+	f.repo.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.repo, "repo", "", "the repository directory (required)")
-	fl.StringVar(&f.ref, "ref", controller.DefaultBranch, "branch, tag or commit to apply")
+	fl.StringVar(&f.ref, "ref", controller.DefaultBranch, "branch, tag or commit to apply (a commit pins the target there)")
 	fl.StringVar(&f.kubeconfig, "target-kubeconfig", "", "kubeconfig of the target cluster (default: $DR_SYNCER_TARGET_KUBECONFIG)")
 	fl.StringVar(&f.kubeContext, "target-context", "", "context of the target kubeconfig to use (default: its current context)")
 	fl.StringVar(&f.identity, "identity", "", "age identity file that opens the Secrets (default: $"+snapshot.IdentityEnv+", then ~/.config/dr-syncer/keys/<name>.agekey)")
-	_ = cmd.MarkFlagRequired("repo")
 }
 
 // applyOptions opens everything an apply or a diff needs.
 func (f *targetFlags) applyOptions(cmd *cobra.Command) (controller.ApplyOptions, error) {
-	ctx := cmd.Context()
-	repo, cfg, err := openMapping(ctx, f.repo, f.ref, cmd.ErrOrStderr())
+	repo, err := openRepo(cmd.Context(), f.repo)
+	if err != nil {
+		return controller.ApplyOptions{}, err
+	}
+	return f.applyOptionsFor(cmd, repo)
+}
+
+// applyOptionsFor is applyOptions with the repository open already.
+func (f *targetFlags) applyOptionsFor(cmd *cobra.Command, repo *gitstore.Repository) (controller.ApplyOptions, error) {
+	cfg, err := openMapping(cmd.Context(), repo, f.repo, f.ref, cmd.ErrOrStderr())
 	if err != nil {
 		return controller.ApplyOptions{}, err
 	}
@@ -67,7 +77,7 @@ func newApplyCommand() *cobra.Command {
 	var f targetFlags
 	var dryRun, allowMassPrune bool
 	cmd := &cobra.Command{
-		Use:   "apply --repo DIR [--ref REF] [--target-kubeconfig F] [--dry-run]",
+		Use:   "apply --repo DIR|URL [--ref REF] [--target-kubeconfig F] [--dry-run]",
 		Short: "Apply a commit to the target by server-side apply, pruning what left",
 		Long: `Render a commit for the target and make the target match it: a server-side dry
 run of every object first (an invalid object stops everything), then
@@ -127,17 +137,31 @@ var errDifferences = errors.New("differences found")
 
 func newDiffCommand() *cobra.Command {
 	var f targetFlags
-	var output string
+	var output, from, to string
 	cmd := &cobra.Command{
-		Use:   "diff --repo DIR [--ref REF] [--target-kubeconfig F]",
-		Short: "Show how the target differs from a commit (exit 0: none, 1: differences)",
+		Use:   "diff --repo DIR|URL [--ref REF] [--target-kubeconfig F] | diff --repo DIR|URL --from REF --to REF",
+		Short: "Show how the target differs from a commit, or how two refs differ (exit 0: none, 1: differences)",
 		Long: `Show what apply would change, per object, as a unified diff of the fields
 dr-syncer manages (live to desired; Secret values masked), and what it would
-prune. Exit code 0: no difference; 1: differences; 2: an error.`,
+prune.
+
+With --from and --to, no cluster is read: the trees of the two refs are
+compared (as git diff FROM TO does, not since their merge base) and the
+difference is summarised as objects added, changed and removed, per kind and
+namespace, and the other files that differ: the review of a snapshot branch,
+e.g. --from main --to snapshots/<source>.
+
+Exit code 0: no difference; 1: differences; 2: an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
 				return usageError(fmt.Errorf("--output %q: want json", output))
+			}
+			if (from == "") != (to == "") {
+				return usageError(errors.New("--from and --to go together"))
+			}
+			if from != "" {
+				return diffRefs(cmd, f.repo, from, to, output)
 			}
 			opts, err := f.applyOptions(cmd)
 			if err != nil {
@@ -165,7 +189,47 @@ prune. Exit code 0: no difference; 1: differences; 2: an error.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&from, "from", "", "compare two refs instead of a cluster: the older ref (with --to)")
+	cmd.Flags().StringVar(&to, "to", "", "compare two refs instead of a cluster: the newer ref (with --from)")
 	return cmd
+}
+
+// diffRefs prints controller.CompareRefs.
+func diffRefs(cmd *cobra.Command, rf repoFlags, from, to, output string) error {
+	coded := func(err error) error { return &codedError{code: exitUsage, err: err} }
+	repo, err := openRepo(cmd.Context(), rf)
+	if err != nil {
+		return coded(err)
+	}
+	d, err := controller.CompareRefs(cmd.Context(), repo, from, to)
+	if err != nil {
+		return coded(err)
+	}
+	w := cmd.OutOrStdout()
+	if output == "json" {
+		if err := writeJSON(w, d); err != nil {
+			return coded(err)
+		}
+	} else {
+		fmt.Fprintf(w, "%s (%s) .. %s (%s): %d objects, %d other files\n", from, short(d.From), to, short(d.To), len(d.Objects), len(d.Files))
+		for _, s := range d.Summary {
+			kind := s.Kind
+			if s.Group != "" {
+				kind += "." + s.Group
+			}
+			fmt.Fprintf(w, "  %-40s %-20s +%d ~%d -%d\n", kind, cmp.Or(s.Namespace, "(cluster)"), s.Added, s.Changed, s.Removed)
+		}
+		for _, o := range d.Objects {
+			fmt.Fprintf(w, "%s %s\n", o.Action, o.Object())
+		}
+		for _, f := range d.Files {
+			fmt.Fprintf(w, "%s file %s\n", f.Action, f.Path)
+		}
+	}
+	if !d.Empty() {
+		return &codedError{code: exitError, err: errDifferences, silent: true}
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -180,25 +244,37 @@ func newSyncCommand() *cobra.Command {
 	var vf volumeFlags
 	var allowMassPrune bool
 	cmd := &cobra.Command{
-		Use:   "sync --repo DIR [--source-kubeconfig F] [--target-kubeconfig F]",
+		Use:   "sync --repo DIR|URL [--source-kubeconfig F] [--target-kubeconfig F]",
 		Short: "Snapshot, apply and copy PVC data, once",
 		Long: `Snapshot the source (one commit, or none if nothing changed), apply the
-branch's tip to the target, then copy the data of every replicated claim from
+followed ref to the target, then copy the data of every replicated claim from
 the source node that mounts it into the target claim (rsync over SSH, pulled
 by a Job in the target; --volumes-local-dir pulls with local processes
-instead). The copy is recorded per claim with its commit: see status.`,
+instead). The copy is recorded per claim with its commit: see status.
+
+The snapshot goes to --branch and the target follows --ref (default: the
+branch). In review mode (spec.review in dr-syncer.yaml) the snapshot goes to
+the review branch and the target follows main: the change is applied once it
+is merged. A --ref that is a commit pins the target there: the snapshot is
+still committed (and pushed), and the pinned commit is applied.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := runSnapshot(cmd, sf); err != nil {
+			ctx := cmd.Context()
+			repo, err := openRepo(ctx, sf.repo)
+			if err != nil {
 				return err
 			}
-			tf.repo, tf.ref, tf.identity = sf.repo, sf.branch, sf.identity
-			opts, err := tf.applyOptions(cmd)
+			refs, err := runSnapshot(cmd, sf, repo)
+			if err != nil {
+				return err
+			}
+			tf.repo, tf.ref, tf.identity = sf.repo, refs.Ref, sf.identity
+			opts, err := tf.applyOptionsFor(cmd, repo)
 			if err != nil {
 				return err
 			}
 			opts.AllowMassPrune = allowMassPrune
-			res, err := controller.Apply(cmd.Context(), opts)
+			res, err := controller.Apply(ctx, opts)
 			if res.Result != nil {
 				printApply(cmd.OutOrStdout(), opts.Config.Spec.Target.Name, res, false)
 			}
@@ -216,7 +292,7 @@ instead). The copy is recorded per claim with its commit: see status.`,
 			// The data of the commit just applied, even if the branch
 			// moves meanwhile.
 			vopts.Commit = res.Commit
-			results, err := controller.Volumes(cmd.Context(), vopts)
+			results, err := controller.Volumes(ctx, vopts)
 			stop()
 			if perr := printVolumes(cmd.OutOrStdout(), results); err == nil {
 				err = perr
@@ -224,16 +300,12 @@ instead). The copy is recorded per claim with its commit: see status.`,
 			return err
 		},
 	}
+	sf.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&sf.repo, "repo", "", "the repository directory (required)")
-	fl.StringVar(&sf.kubeconfig, "source-kubeconfig", "", "kubeconfig of the source cluster (default: $DR_SYNCER_SOURCE_KUBECONFIG)")
-	fl.StringVar(&sf.kubeContext, "source-context", "", "context of the source kubeconfig to use")
+	fl.StringVar(&sf.ref, "ref", "", "ref the target follows: a branch, or a commit that pins the target (default: the branch; main in review mode)")
 	fl.StringVar(&tf.kubeconfig, "target-kubeconfig", "", "kubeconfig of the target cluster (default: $DR_SYNCER_TARGET_KUBECONFIG)")
 	fl.StringVar(&tf.kubeContext, "target-context", "", "context of the target kubeconfig to use")
-	fl.StringVar(&sf.identity, "identity", "", "age identity file (default: $"+snapshot.IdentityEnv+", then ~/.config/dr-syncer/keys/<name>.agekey)")
-	fl.StringVar(&sf.branch, "branch", controller.DefaultBranch, "branch to commit the snapshot to and apply")
 	fl.BoolVar(&allowMassPrune, "allow-mass-prune", false, "allow a prune of more than 25% of what the target holds")
 	vf.register(cmd)
-	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }

@@ -11,13 +11,15 @@ import (
 func newFailoverCommand() *cobra.Command {
 	var f targetFlags
 	cmd := &cobra.Command{
-		Use:   "failover --repo DIR",
+		Use:   "failover --repo DIR|URL",
 		Short: "Bring standby workloads back to their replicas",
 		Long: `Leave DR standby: one commit sets spec.standby.disabled in dr-syncer.yaml and
 regenerates the generated overlay, then the branch is applied, so Deployments
 and StatefulSets get their source replica counts back and CronJobs their
 schedules. Because the choice is in the mapping, later snapshots and applies
-keep it; revert the failover commit to go back to standby.`,
+keep it; revert the failover commit to go back to standby. With a --repo URL
+the commit is pushed before the apply (made again on the new tip when the
+remote moved).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.applyOptions(cmd)

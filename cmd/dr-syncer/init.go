@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/spf13/cobra"
 
 	"github.com/dr-syncer/dr-syncer/controller"
@@ -21,19 +23,21 @@ import (
 )
 
 type initFlags struct {
-	repo, source, target, identity string
-	namespaceMap, storageClassMap  []string
-	recipients                     []string
+	repo                          repoFlags
+	source, target, identity      string
+	namespaceMap, storageClassMap []string
+	recipients                    []string
 }
 
 func newInitCommand() *cobra.Command {
 	var f initFlags
 	cmd := &cobra.Command{
-		Use:   "init --repo DIR --source NAME --target NAME [--namespace-map SRC=DST]... [--storage-class-map A=B]...",
+		Use:   "init --repo DIR|URL --source NAME --target NAME [--namespace-map SRC=DST]... [--storage-class-map A=B]...",
 		Short: "Create a DR repository: the mapping file and the target overlay",
 		Long: `Create a DR repository in DIR (a new Git repository, or an existing one without
 a dr-syncer.yaml): a commented dr-syncer.yaml and the overlay skeleton of the
-target, in one commit.
+target, in one commit. With a --repo URL, the remote (empty, or without a
+dr-syncer.yaml on main) is cloned into the cache and the commit is pushed.
 
 Secrets are encrypted with age. Without --recipient, init uses the age identity
 at --identity, $` + snapshot.IdentityEnv + `, or the default path
@@ -42,15 +46,15 @@ at --identity, $` + snapshot.IdentityEnv + `, or the default path
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd, f) },
 	}
+	f.repo.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.repo, "repo", "", "the repository directory (required)")
 	fl.StringVar(&f.source, "source", "", "name of the source cluster, a DNS label (required)")
 	fl.StringVar(&f.target, "target", "", "name of the target cluster, a DNS label (required)")
 	fl.StringArrayVar(&f.namespaceMap, "namespace-map", nil, "map a source namespace to a target one, SRC=DST or SRC (same name); repeatable")
 	fl.StringArrayVar(&f.storageClassMap, "storage-class-map", nil, "map a source storage class to a target one, A=B; repeatable")
 	fl.StringArrayVar(&f.recipients, "recipient", nil, "age recipient to encrypt Secrets to; repeatable (default: the identity's own)")
 	fl.StringVar(&f.identity, "identity", "", "age identity file (default: $"+snapshot.IdentityEnv+", then ~/.config/dr-syncer/keys/<name>.agekey)")
-	for _, name := range []string{"repo", "source", "target"} {
+	for _, name := range []string{"source", "target"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
@@ -123,15 +127,26 @@ func runInit(cmd *cobra.Command, f initFlags) error {
 	for _, p := range slices.Sorted(maps.Keys(generated)) {
 		changes = append(changes, gitstore.Change{Path: p, Content: generated[p]})
 	}
-	commit, err := repo.Commit(ctx, changes, gitstore.CommitOptions{
-		Branch:  controller.DefaultBranch,
-		Message: fmt.Sprintf("init: replicate %s to %s\n", f.source, f.target),
-	})
+	copts := gitstore.CommitOptions{Branch: controller.DefaultBranch, Message: fmt.Sprintf("init: replicate %s to %s\n", f.source, f.target)}
+	var commit plumbing.Hash
+	if repo.Remote() == "" {
+		commit, err = repo.Commit(ctx, changes, copts)
+	} else {
+		commit, err = repo.CommitAndPush(ctx, controller.DefaultBranch, func(ctx context.Context, tip plumbing.Hash) ([]gitstore.Change, gitstore.CommitOptions, error) {
+			if !tip.IsZero() {
+				// Someone pushed meanwhile: never overwrite their mapping.
+				if err := noMapping(ctx, repo, tip.String()); err != nil {
+					return nil, copts, err
+				}
+			}
+			return changes, copts, nil
+		})
+	}
 	if err != nil {
-		return fmt.Errorf("repository %s: %w", f.repo, err)
+		return fmt.Errorf("repository %s: %w", repoName(repo, f.repo), err)
 	}
 	fmt.Fprintf(out, "Initialised %s (commit %s on %s): %s, overlays/%s/kustomization.yaml\n",
-		f.repo, short(commit.String()), controller.DefaultBranch, policies.FileName, f.target)
+		repoName(repo, f.repo), short(commit.String()), controller.DefaultBranch, policies.FileName, f.target)
 	return nil
 }
 
@@ -146,24 +161,38 @@ func renderInitFile(opts policies.InitOptions) ([]byte, error) {
 	return data, nil
 }
 
-// openOrInitRepo opens dir if it is a repository without a mapping yet, or
-// creates a new repository there.
-func openOrInitRepo(ctx context.Context, dir string) (*gitstore.Repository, error) {
-	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
-		return gitstore.Init(ctx, dir)
+// openOrInitRepo opens the repository if it has no mapping yet on main
+// (for a URL: clones it, empty or not), or creates a new repository in
+// the directory.
+func openOrInitRepo(ctx context.Context, f repoFlags) (*gitstore.Repository, error) {
+	if !f.remote() {
+		if _, err := os.Stat(filepath.Join(f.location, ".git")); err != nil {
+			return gitstore.Init(ctx, f.location)
+		}
 	}
-	repo, err := gitstore.Open(ctx, dir)
+	repo, err := openRepo(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	_, err = repo.ReadFile(ctx, controller.DefaultBranch, policies.FileName)
-	if err == nil {
-		return nil, usageError(fmt.Errorf("repository %s: already has a %s on %s", dir, policies.FileName, controller.DefaultBranch))
+	if tip, err := repo.Head(ctx, controller.DefaultBranch); err != nil || tip.IsZero() {
+		return repo, err
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	if err := noMapping(ctx, repo, controller.DefaultBranch); err != nil {
 		return nil, err
 	}
 	return repo, nil
+}
+
+// noMapping fails when rev has a mapping already.
+func noMapping(ctx context.Context, repo *gitstore.Repository, rev string) error {
+	_, err := repo.ReadFile(ctx, rev, policies.FileName)
+	if err == nil {
+		return usageError(fmt.Errorf("repository %s: already has a %s on %s", cmp.Or(repo.Remote(), "directory"), policies.FileName, controller.DefaultBranch))
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // parseMappings parses SRC=DST flag values; with identity allowed, SRC alone

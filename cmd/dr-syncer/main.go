@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 	_ "time/tzdata" // time zones of scheduled mode, on machines without zone files
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes. They are part of the command-line contract: scripts read them.
@@ -35,9 +37,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
+	}
+	if missingRequiredFlag(cmd) {
+		// cobra checks required flags before the command runs and has no
+		// error type for it: a missing one is a wrong command line.
+		err = usageError(err)
 	}
 	var ce *codedError
 	if errors.As(err, &ce) && ce.silent {
@@ -61,3 +68,9 @@ func (e *codedError) Error() string { return e.err.Error() }
 func (e *codedError) Unwrap() error { return e.err }
 
 func usageError(err error) error { return &codedError{code: exitUsage, err: err} }
+
+// missingRequiredFlag reports whether cmd has a required flag that the
+// command line did not set.
+func missingRequiredFlag(cmd *cobra.Command) bool {
+	return cmd != nil && cmd.ValidateRequiredFlags() != nil
+}

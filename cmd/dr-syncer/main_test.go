@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 			"init", "snapshot", "render", "diff", "apply", "sync", "rollback", "status", "failover", "run", "agent", "version",
 		}},
 		{name: "no command shows help", args: nil, wantCode: exitOK, wantStdout: []string{"Available Commands:"}},
-		{name: "command help", args: []string{"render", "--help"}, wantCode: exitOK, wantStdout: []string{"dr-syncer render --repo DIR [--ref REF]"}},
+		{name: "command help", args: []string{"render", "--help"}, wantCode: exitOK, wantStdout: []string{"dr-syncer render --repo DIR|URL [--ref REF]"}},
 		{name: "unknown command", args: []string{"bogus"}, wantCode: exitUsage, wantStderr: []string{`unknown command "bogus"`}},
 		{name: "unknown flag", args: []string{"version", "--bogus"}, wantCode: exitUsage, wantStderr: []string{"unknown flag: --bogus"}},
 	}

@@ -16,14 +16,15 @@ import (
 )
 
 type runFlags struct {
-	repo, branch, ref                string
+	repo                             repoFlags
+	branch, ref                      string
 	srcKubeconfig, srcContext        string
 	tgtKubeconfig, tgtContext        string
 	identity                         string
 	metricsAddr                      string
 	namespace, leaseNamespace, lease string
 	id                               string
-	debounce, resync                 time.Duration
+	debounce, resync, poll           time.Duration
 	logFormat                        string
 }
 
@@ -31,7 +32,7 @@ func newRunCommand() *cobra.Command {
 	var f runFlags
 	var vf volumeFlags
 	cmd := &cobra.Command{
-		Use:   "run --repo DIR",
+		Use:   "run --repo DIR|URL",
 		Short: "Run the controller: manual, scheduled or continuous replication",
 		Long: `Run the controller until SIGTERM: it elects one leader among its replicas (a
 Lease in the target cluster) and the leader replicates as spec.replication of
@@ -45,18 +46,21 @@ dr-syncer.yaml says:
   continuous  informers on the source; changes are committed in small commits
               within --debounce, and a full snapshot runs every --resync
 
-Every new commit of the followed ref (--ref, default the branch) is applied,
-also those made by people (a revert, an edited overlay): the repository's refs
-are watched. Metrics on /metrics, probes on /healthz and /readyz at
+Every new commit of the followed ref (--ref, default the branch; main in
+review mode, spec.review) is applied, also those made by people (a revert, an
+edited overlay, a merged pull request): a directory's refs are watched, and a
+--repo URL is fetched before every cycle and every --poll. Snapshot commits to
+a URL are pushed; a push rejected because the remote moved makes the commit
+again on the new tip. Metrics on /metrics, probes on /healthz and /readyz at
 --metrics-addr. On SIGTERM the current step finishes or is abandoned cleanly
 (commits move refs atomically) and the Lease is released.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd, f, vf) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.repo, "repo", "", "the repository directory (required; a URL is not supported yet, issue #7)")
-	fl.StringVar(&f.branch, "branch", controller.DefaultBranch, "branch the snapshots are committed to")
-	fl.StringVar(&f.ref, "ref", "", "ref the target follows (default: the branch)")
+	f.repo.register(cmd)
+	fl.StringVar(&f.branch, "branch", "", "branch the snapshots are committed to (default: main; in review mode spec.review.branch)")
+	fl.StringVar(&f.ref, "ref", "", "ref the target follows: a branch, or a commit that pins the target (default: the branch; main in review mode)")
 	fl.StringVar(&f.srcKubeconfig, "source-kubeconfig", "", "kubeconfig of the source cluster (default: $DR_SYNCER_SOURCE_KUBECONFIG)")
 	fl.StringVar(&f.srcContext, "source-context", "", "context of the source kubeconfig to use")
 	fl.StringVar(&f.tgtKubeconfig, "target-kubeconfig", "", "kubeconfig of the target cluster (default: $DR_SYNCER_TARGET_KUBECONFIG)")
@@ -69,6 +73,7 @@ are watched. Metrics on /metrics, probes on /healthz and /readyz at
 	fl.StringVar(&f.id, "id", "", "this replica's identity in the Lease (default: host name and a random suffix)")
 	fl.DurationVar(&f.debounce, "debounce", controller.DefaultDebounce, "continuous mode: longest wait of a change for its commit")
 	fl.DurationVar(&f.resync, "resync", controller.DefaultResyncPeriod, "continuous mode: period of the full snapshot")
+	fl.DurationVar(&f.poll, "poll", controller.DefaultRefPollPeriod, "period of the read of the followed ref, and of the fetch of a --repo URL")
 	fl.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	vf.register(cmd)
 	_ = cmd.MarkFlagRequired("repo")
@@ -86,13 +91,17 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 	default:
 		return usageError(fmt.Errorf("--log-format %q: want json or text", f.logFormat))
 	}
-	if fi, err := os.Stat(f.repo); err != nil || !fi.IsDir() {
-		return usageError(fmt.Errorf("--repo %q: want a repository directory (URLs come with issue #7)", f.repo))
+	repoDir := f.repo.location
+	if f.repo.remote() {
+		repoDir = "" // polled, not watched
+	} else if fi, err := os.Stat(repoDir); err != nil || !fi.IsDir() {
+		return usageError(fmt.Errorf("--repo %q: want a repository directory or a URL", repoDir))
 	}
-	repo, cfg, err := openMapping(ctx, f.repo, f.branch, cmd.ErrOrStderr())
+	repo, cfg, err := openRepoMapping(ctx, f.repo, cmp.Or(f.branch, controller.DefaultBranch), cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
+	refs := controller.RefsFor(cfg, f.branch, f.ref)
 	source, err := restConfig("source", f.srcKubeconfig, "DR_SYNCER_SOURCE_KUBECONFIG", f.srcContext)
 	if err != nil {
 		return err
@@ -120,15 +129,15 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 	}
 	log := slog.New(handler)
 	reg := prometheus.NewRegistry()
-	volumes, err := vf.volumeHook(cmd, controller.ApplyOptions{Repo: repo, Ref: cmp.Or(f.ref, f.branch), Config: cfg, Target: target, Identity: id}, source, reg, log)
+	volumes, err := vf.volumeHook(cmd, controller.ApplyOptions{Repo: repo, Ref: refs.Ref, Config: cfg, Target: target, Identity: id}, source, reg, log)
 	if err != nil {
 		return err
 	}
 	return controller.Run(ctx, controller.RunOptions{
-		Repo: repo, RepoDir: f.repo, Branch: f.branch, Ref: f.ref, Config: cfg,
+		Repo: repo, RepoDir: repoDir, Branch: refs.Branch, Ref: refs.Ref, Base: refs.Base, Config: cfg,
 		Source: source, Target: target, Sealer: sealer, Identity: id,
 		Namespace: f.namespace, LeaseNamespace: f.leaseNamespace, LeaseName: f.lease, ID: f.id,
-		Debounce: f.debounce, ResyncPeriod: f.resync,
+		Debounce: f.debounce, ResyncPeriod: f.resync, RefPollPeriod: f.poll,
 		MetricsAddr: f.metricsAddr, Registry: reg,
 		Logger:  log,
 		Volumes: volumes,

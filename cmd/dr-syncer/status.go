@@ -15,7 +15,7 @@ func newStatusCommand() *cobra.Command {
 	var f targetFlags
 	var output string
 	cmd := &cobra.Command{
-		Use:   "status --repo DIR",
+		Use:   "status --repo DIR|URL",
 		Short: "Show what the target holds, from which commit, and how far behind",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,6 +56,9 @@ func newStatusCommand() *cobra.Command {
 				fmt.Fprintf(w, "  target holds:    %s  %s, %d objects, applied %s\n", short(st.Applied.Commit),
 					st.Applied.Time.Format(time.RFC3339), st.Objects, st.AppliedAt.Format(time.RFC3339))
 				fmt.Fprintf(w, "  behind:          %d commits, %s behind the last snapshot\n", st.Behind, st.Lag.Round(time.Second))
+			}
+			if r := st.Review; r != nil {
+				fmt.Fprintf(w, "  review:          %d snapshot commits on %s wait for review (merge them into %s)\n", r.Waiting, r.Branch, st.Branch)
 			}
 			if !st.ChangeLagTime.IsZero() {
 				fmt.Fprintf(w, "  change lag:      %s from a source change to its apply (continuous mode, %s)\n",

@@ -81,6 +81,10 @@ vflags=(--volumes-local-dir "$demo/target-volumes" --agent-keys "$demo/agent-key
 step "dr-syncer init: a DR repository for prod -> dr, namespace shop -> shop-dr"
 show "$drs" init --repo "$repo" --source prod --target dr --namespace-map shop=shop-dr --storage-class-map fast=standard
 sed -n '/^spec:/,/^  resources:/p' "$repo/dr-syncer.yaml" | head -30
+# The storage class the mapping maps "fast" to must exist in the target:
+# apply refuses a claim of a mapped class that the target lacks.
+printf 'apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: standard}\nprovisioner: example.com/dr\n' |
+  "$kubectl" --kubeconfig "$DR_SYNCER_TARGET_KUBECONFIG" apply -f - >/dev/null
 # The agent's port, committed to the mapping as a person would.
 printf '  volumes:\n    agent: {port: %s}\n' "$port" >>"$repo/dr-syncer.yaml"
 pgit commit -qam "volumes: the demo agent's port"

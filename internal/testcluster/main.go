@@ -3,6 +3,7 @@ package testcluster
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,7 +35,22 @@ func Main(m *testing.M, pair **Pair) {
 	if dir := os.Getenv(watchdogEnv); dir != "" {
 		os.Exit(watch(dir, os.Stdin))
 	}
+	if fuzzWorker() {
+		os.Exit(m.Run())
+	}
 	os.Exit(runMain(m, pair))
+}
+
+// fuzzWorker reports whether this process is a worker of `go test -fuzz`:
+// it runs only the fuzz target, which needs no clusters, and a pair per
+// worker would cost seconds and memory for nothing (the coordinating
+// process has its own).
+func fuzzWorker() bool {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	f := flag.Lookup("test.fuzzworker")
+	return f != nil && f.Value.String() == "true"
 }
 
 func runMain(m *testing.M, pair **Pair) int {

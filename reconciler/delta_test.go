@@ -1,0 +1,180 @@
+package reconciler
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func inventoryCommits(t *testing.T, m *Manager) (string, map[string]string) {
+	t.Helper()
+	inv, err := m.Inventory(t.Context())
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, e := range inv.Entries {
+		out[e.Object.String()] = e.Commit
+	}
+	return inv.Commit, out
+}
+
+// An incremental apply writes the changed objects only — a dry run and an
+// apply each, no list of the live objects — prunes what left the set, and
+// updates the inventory as the whole apply would.
+func TestApplyDelta(t *testing.T) {
+	ns := clusters.Target.Namespace(t)
+	set := shopSet(t, ns)
+	cleanupSet(t, set)
+	m, requests := newCountingManager(t, Options{MassPruneRatio: 0.5})
+	_, err := m.Apply(t.Context(), set, ApplyOptions{Commit: "c1"})
+	require.NoError(t, err)
+	before := resourceVersions(t, m, set)
+
+	// One ConfigMap changes.
+	set = shopSet(t, ns)
+	cm := find(set, "ConfigMap", "settings")
+	require.NoError(t, unstructured.SetNestedField(cm.Object, "green", "data", "color"))
+	requests.reset()
+	res, err := m.ApplyDelta(t.Context(), set, Delta{Since: "c1", Changed: []*unstructured.Unstructured{cm}}, ApplyOptions{Commit: "c2"})
+	require.NoError(t, err)
+	sent := requests.reset()
+	t.Logf("incremental apply of one object of %d: requests %v", len(set), sent)
+	require.Equal(t, map[string]Action{refOf(cm).String(): Configured}, actions(res))
+	require.Equal(t, 2, sent["PATCH"], "a dry run and an apply: %v", sent)
+	// Reads: the inventory, the object, the Namespaces (one list), the
+	// inventory's Namespace and its shards (one list) — not the set.
+	require.LessOrEqual(t, sent["GET"], 5, "requests: %v", sent)
+	after := resourceVersions(t, m, set)
+	for ref, rv := range before {
+		if ref == refOf(cm).String() {
+			require.NotEqual(t, rv, after[ref])
+			continue
+		}
+		require.Equal(t, rv, after[ref], "%s must not be written", ref)
+	}
+	live := getLive(t, m, refOf(cm))
+	color, _, _ := unstructured.NestedString(live.Object, "data", "color")
+	require.Equal(t, "green", color)
+	commit, entries := inventoryCommits(t, m)
+	require.Equal(t, "c2", commit)
+	require.Len(t, entries, len(set))
+	for ref, c := range entries {
+		want := "c1"
+		if ref == refOf(cm).String() {
+			want = "c2"
+		}
+		require.Equal(t, want, c, ref)
+	}
+
+	// A Service leaves the set, a ConfigMap joins it.
+	removed := find(set, "Service", "web")
+	added := decode(t, `{apiVersion: v1, kind: ConfigMap, metadata: {name: added, namespace: `+ns+`}, data: {a: "1"}}`)[0]
+	set = append(without(set, "Service", "web"), added)
+	res, err = m.ApplyDelta(t.Context(), set, Delta{Since: "c2", Changed: []*unstructured.Unstructured{added}}, ApplyOptions{Commit: "c3"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]Action{refOf(added).String(): Created, refOf(removed).String(): Deleted}, actions(res))
+	require.Nil(t, getLive(t, m, refOf(removed)))
+	require.NotNil(t, getLive(t, m, refOf(added)))
+	commit, entries = inventoryCommits(t, m)
+	require.Equal(t, "c3", commit)
+	require.Len(t, entries, len(set))
+	require.Equal(t, "c3", entries[refOf(added).String()])
+	require.NotContains(t, entries, refOf(removed).String())
+	require.Equal(t, "c2", entries[refOf(cm).String()])
+
+	// The inventory holds another commit: nothing is written.
+	rvs := resourceVersions(t, m, set)
+	cm2 := cm.DeepCopy()
+	require.NoError(t, unstructured.SetNestedField(cm2.Object, "red", "data", "color"))
+	_, err = m.ApplyDelta(t.Context(), set, Delta{Since: "c2", Changed: []*unstructured.Unstructured{cm2}}, ApplyOptions{Commit: "c4"})
+	require.ErrorIs(t, err, ErrNotIncremental)
+	require.Equal(t, rvs, resourceVersions(t, m, set))
+	commit, _ = inventoryCommits(t, m)
+	require.Equal(t, "c3", commit)
+}
+
+// An invalid object among the changes stops the incremental apply before
+// anything is written, as it stops Apply.
+func TestApplyDeltaInvalidStopsEverything(t *testing.T) {
+	ns := clusters.Target.Namespace(t)
+	m := newManager(t, Options{})
+	set := decode(t, `
+{apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: `+ns+`}, data: {x: "1"}}
+---
+{apiVersion: v1, kind: ConfigMap, metadata: {name: b, namespace: `+ns+`}, data: {x: "1"}}
+`)
+	_, err := m.Apply(t.Context(), set, ApplyOptions{Commit: "c1"})
+	require.NoError(t, err)
+	rvs := resourceVersions(t, m, set)
+
+	next := decode(t, `
+{apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: `+ns+`}, data: {x: "2"}}
+---
+{apiVersion: v1, kind: ConfigMap, metadata: {name: b, namespace: `+ns+`}, data: {x: "1"}, bogus: true}
+`)
+	_, err = m.ApplyDelta(t.Context(), next, Delta{Since: "c1", Changed: next}, ApplyOptions{Commit: "c2"})
+	var invalid *InvalidError
+	require.True(t, errors.As(err, &invalid), "error: %v", err)
+	require.Len(t, invalid.Errors, 1)
+	require.Equal(t, rvs, resourceVersions(t, m, set), "nothing written")
+	commit, _ := inventoryCommits(t, m)
+	require.Equal(t, "c1", commit)
+}
+
+// An object of the set that the inventory does not hold is applied even
+// when the changes do not name it; drift of an object the commit did not
+// change waits for Apply of the whole set.
+func TestApplyDeltaMissingAndDrift(t *testing.T) {
+	ns := clusters.Target.Namespace(t)
+	m := newManager(t, Options{MassPruneRatio: 0.9})
+	set := decode(t, `
+{apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: `+ns+`}, data: {x: "1"}}
+---
+{apiVersion: v1, kind: ConfigMap, metadata: {name: b, namespace: `+ns+`}, data: {x: "1"}}
+`)
+	_, err := m.Apply(t.Context(), set[:1], ApplyOptions{Commit: "c1"})
+	require.NoError(t, err)
+
+	// b is in the set, not in the inventory: applied.
+	res, err := m.ApplyDelta(t.Context(), set, Delta{Since: "c1"}, ApplyOptions{Commit: "c2"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]Action{refOf(set[1]).String(): Created}, actions(res))
+	_, entries := inventoryCommits(t, m)
+	require.Equal(t, map[string]string{refOf(set[0]).String(): "c1", refOf(set[1]).String(): "c2"}, entries)
+
+	// Someone changes a on the target.
+	gvr := gvrOf(t, m, refOf(set[0]))
+	_, err = clusters.Target.Dynamic().Resource(gvr).Namespace(ns).Patch(t.Context(), "a", types.MergePatchType,
+		[]byte(`{"data":{"x":"drifted"}}`), metav1.PatchOptions{FieldManager: "someone"})
+	require.NoError(t, err)
+	_, err = m.ApplyDelta(t.Context(), set, Delta{Since: "c2"}, ApplyOptions{Commit: "c3"})
+	require.NoError(t, err)
+	x, _, _ := unstructured.NestedString(getLive(t, m, refOf(set[0])).Object, "data", "x")
+	require.Equal(t, "drifted", x, "an incremental apply does not look at unchanged objects")
+	res, err = m.Apply(t.Context(), set, ApplyOptions{Commit: "c3"})
+	require.NoError(t, err)
+	require.Equal(t, Configured, actions(res)[refOf(set[0]).String()])
+	x, _, _ = unstructured.NestedString(getLive(t, m, refOf(set[0])).Object, "data", "x")
+	require.Equal(t, "1", x, "Apply corrects drift")
+
+	// A prune of most of the inventory is refused as by Apply.
+	_, err = m.ApplyDelta(t.Context(), nil, Delta{Since: "c3"}, ApplyOptions{Commit: "c4"})
+	require.ErrorIs(t, err, ErrMassPrune)
+	res, err = m.ApplyDelta(t.Context(), set[1:], Delta{Since: "c3"}, ApplyOptions{Commit: "c4"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]Action{refOf(set[0]).String(): Deleted}, actions(res))
+	_, entries = inventoryCommits(t, m)
+	require.Equal(t, map[string]string{refOf(set[1]).String(): "c2"}, entries)
+}
+
+// The inventory after an incremental apply: entries of written objects get
+// the commit, pruned ones leave, failed deletes stay.
+func TestWithoutPruned(t *testing.T) {
+	a, b, c := entry("ConfigMap", "ns", "a", "c1"), entry("ConfigMap", "ns", "b", "c1"), entry("ConfigMap", "ns", "c", "c1")
+	pruned := pruneResults{{entry: a, action: Deleted}, {entry: b, err: errors.New("boom")}}
+	got := withoutPruned([]InventoryEntry{a, b, c}, pruned)
+	require.Equal(t, []InventoryEntry{b, c}, got)
+}

@@ -1,0 +1,252 @@
+package render
+
+import (
+	"context"
+	"crypto/sha256"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/policies"
+)
+
+// Cache makes the builds of a long-running controller cost what changed
+// between commits rather than what the repository holds: it remembers the
+// objects of each kustomize run of Build (each chunk of a partitioned build,
+// or the build in one piece) by a key that names exactly the files that run
+// reads — each file of the commit by its path and git blob hash, each file
+// render derives in memory (a chunk's cut kustomizations, the derived
+// kustomizations of the snapshot) by its path and content hash — and the
+// overlay's directory. kustomize runs with fixed options, no plugins and no
+// process-wide state (a custom openapi schema is refused), so its output is
+// a function of those files: a run whose key is known is not run again.
+//
+// Nothing is assumed about what an edit can reach. The user's
+// kustomization, every file it names and every kustomization above the
+// snapshot are in every run's files, so editing them misses every run;
+// an overlay built in one piece has one run, whose key changes with any
+// file; a chunk misses when one of its objects, or a patch routed to it,
+// changes. Chunks end at boundaries that depend on the file paths only
+// (chunkEnd), so an object added or removed moves no other chunk.
+//
+// A Cache keeps the runs of its last two builds. It is safe for concurrent
+// use.
+type Cache struct {
+	mu   sync.Mutex
+	runs map[runKey]*cachedRun
+	// cuts are cut kustomizations, by blob and cut; blobs are the
+	// kustomizations and patches the walk reads, and what it learnt of
+	// each patch, by blob hash: all content-addressed.
+	cuts  map[runKey]*cachedBytes
+	blobs map[plumbing.Hash]*cachedBlob
+	gen   uint64
+	// hits and misses count runs, for tests and logs.
+	hits, misses int
+}
+
+type runKey [sha256.Size]byte
+
+type cachedRun struct {
+	objs []*unstructured.Unstructured
+	used uint64 // the build that last used it
+}
+
+type cachedBytes struct {
+	data []byte
+	used uint64
+}
+
+type cachedBlob struct {
+	data  []byte
+	patch *patchFacts // nil until the walk parsed it as a patch
+	kust  *parsedKustomization
+	used  uint64
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache {
+	return &Cache{runs: map[runKey]*cachedRun{}, cuts: map[runKey]*cachedBytes{}, blobs: map[plumbing.Hash]*cachedBlob{}}
+}
+
+func (c *Cache) getCut(k runKey, gen uint64) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.cuts[k]
+	if !ok {
+		return nil, false
+	}
+	e.used = max(e.used, gen)
+	return e.data, true
+}
+
+func (c *Cache) putCut(k runKey, data []byte, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cuts[k] = &cachedBytes{data: data, used: gen}
+}
+
+func (c *Cache) getBlob(h plumbing.Hash, gen uint64) (*cachedBlob, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.blobs[h]
+	if ok {
+		e.used = max(e.used, gen)
+	}
+	return e, ok
+}
+
+func (c *Cache) putBlob(h plumbing.Hash, data []byte, gen uint64) *cachedBlob {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &cachedBlob{data: data, used: gen}
+	c.blobs[h] = e
+	return e
+}
+
+func (c *Cache) kustomizationOf(e *cachedBlob) *parsedKustomization {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return e.kust
+}
+
+func (c *Cache) setKustomization(e *cachedBlob, k *parsedKustomization) {
+	c.mu.Lock()
+	e.kust = k
+	c.mu.Unlock()
+}
+
+func (c *Cache) patchOf(e *cachedBlob) *patchFacts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return e.patch
+}
+
+func (c *Cache) setPatch(e *cachedBlob, f *patchFacts) {
+	c.mu.Lock()
+	e.patch = f
+	c.mu.Unlock()
+}
+
+// Build is [Build] through the cache. The objects it returns are shared
+// with the cache and with other builds: a caller must not modify them
+// (DeepCopy what it changes). The same object (pointer) coming back from
+// two builds has the same content.
+func (c *Cache) Build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig) ([]*unstructured.Unstructured, error) {
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	c.mu.Unlock()
+	objs, err := build(ctx, repo, rev, cfg, c, gen)
+	if err != nil {
+		return nil, err
+	}
+	c.evict(gen)
+	return objs, nil
+}
+
+// Stats returns how many kustomize runs the builds through c took from it
+// (hits) and ran (misses).
+func (c *Cache) Stats() (hits, misses int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hits, c.misses
+}
+
+func (c *Cache) count(hits, misses int) {
+	c.mu.Lock()
+	c.hits += hits
+	c.misses += misses
+	c.mu.Unlock()
+}
+
+func (c *Cache) get(k runKey, gen uint64) ([]*unstructured.Unstructured, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.runs[k]
+	if !ok {
+		return nil, false
+	}
+	r.used = max(r.used, gen)
+	return r.objs, true
+}
+
+func (c *Cache) put(k runKey, objs []*unstructured.Unstructured, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.runs[k] = &cachedRun{objs: objs, used: gen}
+}
+
+// evict drops the runs that neither build gen nor the one before used.
+func (c *Cache) evict(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, r := range c.runs {
+		if r.used+1 < gen {
+			delete(c.runs, k)
+		}
+	}
+	for k, e := range c.cuts {
+		if e.used+1 < gen {
+			delete(c.cuts, k)
+		}
+	}
+	for k, e := range c.blobs {
+		if e.used+1 < gen {
+			delete(c.blobs, k)
+		}
+	}
+}
+
+// fsSpec is the in-memory filesystem of one kustomize run: each file by
+// its blob in the commit, or by the bytes render derives.
+type fsSpec struct {
+	root    string
+	entries []fsEntry
+}
+
+type fsEntry struct {
+	path    string
+	blob    plumbing.Hash // a file of the commit
+	data    []byte        // derived: bytes made in memory
+	derived bool
+}
+
+// sort orders the entries by path, the last of the same path winning (as
+// writing them in order would).
+func (s *fsSpec) sort() {
+	slices.SortStableFunc(s.entries, func(a, b fsEntry) int { return strings.Compare(a.path, b.path) })
+	out := s.entries[:0]
+	for i, e := range s.entries {
+		if i+1 < len(s.entries) && s.entries[i+1].path == e.path {
+			continue
+		}
+		out = append(out, e)
+	}
+	s.entries = out
+}
+
+// key names the run: the overlay's directory and every file, by path and
+// content (blob hash, or hash of derived bytes).
+func (s *fsSpec) key() runKey {
+	h := sha256.New()
+	h.Write([]byte("render-run-v1\x00" + s.root + "\x00"))
+	for _, e := range s.entries {
+		h.Write([]byte(e.path))
+		if e.derived {
+			sum := sha256.Sum256(e.data)
+			h.Write([]byte{0, 'd'})
+			h.Write(sum[:])
+		} else {
+			h.Write([]byte{0, 'b'})
+			h.Write(e.blob[:])
+		}
+		h.Write([]byte{'\n'})
+	}
+	var k runKey
+	h.Sum(k[:0])
+	return k
+}
