@@ -55,11 +55,10 @@ const (
 
 // RunOptions configure the controller.
 type RunOptions struct {
+	// Repo is the repository. A local one's refs are watched (fsnotify)
+	// so that commits made by people are applied at once; a clone's remote
+	// is polled (RefPollPeriod).
 	Repo *gitstore.Repository
-	// RepoDir is the directory Repo was opened from: its refs are watched
-	// (fsnotify) so that commits made by people are applied at once. Empty:
-	// they are found by polling only (RefPollPeriod).
-	RepoDir string
 	// Branch receives the snapshots; default DefaultBranch. Ref is what the
 	// target follows; default Branch.
 	Branch, Ref string

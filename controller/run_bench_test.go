@@ -78,7 +78,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 	start := time.Now()
 	go func() {
 		done <- Run(runCtx, RunOptions{
-			Repo: repo, RepoDir: dir, Config: cfg, Source: clusters.Source.Config, Target: clusters.Target.Config,
+			Repo: repo, Config: cfg, Source: clusters.Source.Config, Target: clusters.Target.Config,
 			Sealer: sealer, Identity: id, Registry: reg,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: benchLogLevel()})),
 		})

@@ -59,7 +59,7 @@ spec:
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return &runFixture{ns: ns, dir: dir, repo: repo, opts: RunOptions{
-		Repo: repo, RepoDir: dir, Config: cfg,
+		Repo: repo, Config: cfg,
 		Source: clusters.Source.Config, Target: clusters.Target.Config,
 		LeaseDuration: 3 * time.Second, Debounce: time.Second,
 		Logger: log,

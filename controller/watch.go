@@ -342,14 +342,7 @@ func (r *runner) watchRefs(ctx context.Context) {
 		r.pollRemote(ctx)
 		return
 	}
-	if r.opts.RepoDir == "" {
-		return
-	}
-	gitDir, err := gitDirOf(r.opts.RepoDir)
-	if err != nil {
-		r.log.Warn("refs: not watched; polling only", "error", err)
-		return
-	}
+	gitDir := r.opts.Repo.RefsDir()
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		r.log.Warn("refs: not watched; polling only", "error", err)
@@ -435,43 +428,6 @@ func (r *runner) fetch(ctx context.Context) error {
 		r.m.errors.WithLabelValues(stageFetch).Inc()
 	}
 	return err
-}
-
-// gitDirOf finds the directory that holds the refs of the repository in
-// dir: dir/.git, where a .git file points, or dir itself (bare).
-func gitDirOf(dir string) (string, error) {
-	dotGit := filepath.Join(dir, ".git")
-	fi, err := os.Stat(dotGit)
-	switch {
-	case err == nil && fi.IsDir():
-		dir = dotGit
-	case err == nil:
-		b, err := os.ReadFile(dotGit)
-		if err != nil {
-			return "", err
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		gd, ok := strings.CutPrefix(strings.TrimSpace(line), "gitdir: ")
-		if !ok {
-			return "", fmt.Errorf("%s: not a gitdir file", dotGit)
-		}
-		if !filepath.IsAbs(gd) {
-			gd = filepath.Join(dir, gd)
-		}
-		dir = gd
-	}
-	// A linked work tree keeps its refs in the common directory.
-	if b, err := os.ReadFile(filepath.Join(dir, "commondir")); err == nil {
-		c := strings.TrimSpace(string(b))
-		if !filepath.IsAbs(c) {
-			c = filepath.Join(dir, c)
-		}
-		dir = c
-	}
-	if _, err := os.Stat(filepath.Join(dir, "refs")); err != nil {
-		return "", fmt.Errorf("%s: no refs directory: %w", dir, err)
-	}
-	return filepath.Clean(dir), nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -122,6 +122,11 @@ func open(dir string) (*Repository, error) {
 	return r, nil
 }
 
+// RefsDir is the directory that holds the repository's refs (and
+// packed-refs): the git directory, or its common directory for a linked work
+// tree. A watcher of new commits watches it.
+func (r *Repository) RefsDir() string { return r.commonDir }
+
 // gitDirOf finds the git directory of a work tree: ".git" itself, or where a
 // ".git" file ("gitdir: <path>") points.
 func gitDirOf(workTree string) (string, error) {

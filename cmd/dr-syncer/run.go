@@ -91,11 +91,10 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 	default:
 		return usageError(fmt.Errorf("--log-format %q: want json or text", f.logFormat))
 	}
-	repoDir := f.repo.location
-	if f.repo.remote() {
-		repoDir = "" // polled, not watched
-	} else if fi, err := os.Stat(repoDir); err != nil || !fi.IsDir() {
-		return usageError(fmt.Errorf("--repo %q: want a repository directory or a URL", repoDir))
+	if !f.repo.remote() {
+		if fi, err := os.Stat(f.repo.location); err != nil || !fi.IsDir() {
+			return usageError(fmt.Errorf("--repo %q: want a repository directory or a URL", f.repo.location))
+		}
 	}
 	repo, cfg, err := openRepoMapping(ctx, f.repo, cmp.Or(f.branch, controller.DefaultBranch), cmd.ErrOrStderr())
 	if err != nil {
@@ -134,7 +133,7 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 		return err
 	}
 	return controller.Run(ctx, controller.RunOptions{
-		Repo: repo, RepoDir: repoDir, Branch: refs.Branch, Ref: refs.Ref, Base: refs.Base, Config: cfg,
+		Repo: repo, Branch: refs.Branch, Ref: refs.Ref, Base: refs.Base, Config: cfg,
 		Source: source, Target: target, Sealer: sealer, Identity: id,
 		Namespace: f.namespace, LeaseNamespace: f.leaseNamespace, LeaseName: f.lease, ID: f.id,
 		Debounce: f.debounce, ResyncPeriod: f.resync, RefPollPeriod: f.poll,
