@@ -19,6 +19,10 @@ type result struct {
 
 var (
 	benchLine = regexp.MustCompile(`^(Benchmark\S+)\s+(\d+)\s+(.+)$`)
+	// A benchmark that logs to stderr (klog) splits its line: the name,
+	// then the log, then the figures on a line of their own.
+	benchName = regexp.MustCompile(`^(Benchmark\S+)\s`)
+	figures   = regexp.MustCompile(`^\s*(\d+)\s+(\S+ ns/op.*)$`)
 	procs     = regexp.MustCompile(`-\d+$`)
 )
 
@@ -27,6 +31,7 @@ var (
 // anything else are skipped.
 func parseResults(r io.Reader, header map[string]string) []result {
 	var out []result
+	pending := "" // a benchmark name whose figures have not come yet
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1<<20), 1<<24)
 	for sc.Scan() {
@@ -40,8 +45,16 @@ func parseResults(r io.Reader, header map[string]string) []result {
 		}
 		m := benchLine.FindStringSubmatch(line)
 		if m == nil {
-			continue
+			if f := figures.FindStringSubmatch(line); f != nil && pending != "" {
+				m = []string{line, pending, f[1], f[2]}
+			} else {
+				if n := benchName.FindStringSubmatch(line); n != nil {
+					pending = n[1]
+				}
+				continue
+			}
 		}
+		pending = ""
 		n, err := strconv.ParseInt(m[2], 10, 64)
 		if err != nil {
 			continue
