@@ -270,9 +270,9 @@ func (r *Repository) moveBranch(name plumbing.ReferenceName, old *plumbing.Refer
 	committed := false
 	defer func() {
 		if !committed {
-			unown()
 			lock.Close()
 			os.Remove(lock.Name())
+			unown()
 		}
 	}()
 	// Compare under the lock, then write the new value into the lock file
@@ -300,8 +300,8 @@ func (r *Repository) moveBranch(name plumbing.ReferenceName, old *plumbing.Refer
 	if err := lock.Close(); err != nil {
 		return fmt.Errorf("update %s: %w", name, err)
 	}
-	unown()
 	committed = true
+	defer unown()
 	if err := os.Rename(lock.Name(), refFile); err != nil {
 		os.Remove(lock.Name())
 		return fmt.Errorf("update %s: %w", name, err)

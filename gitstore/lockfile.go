@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Git's lock files (index.lock, refs/heads/<branch>.lock) say "someone is
@@ -17,61 +18,71 @@ import (
 // process killed while holding one would stop every later run until a
 // person came. So before creating a lock, gitstore writes an owner record
 // (its process ID) under <git dir>/dr-syncer-locks/, and removes it after
-// the lock: a lock whose record names a process that no longer runs is
-// dr-syncer's own, left by a crash, and is removed. A lock without a record
-// (a git command's) is never touched.
+// the lock is gone. A lock is dr-syncer's own, left by a crash, when its
+// record names a process that no longer runs and the lock was last written
+// within a minute after the record (a process writes its lock right after
+// its record; a git command's lock, made later by a person, is not near a
+// dead process's record in time): such a lock is removed. Any other lock —
+// a git command's — is never touched.
 const lockOwnersDir = "dr-syncer-locks"
+
+// ownedLockWindow is how long after its owner record a lock may have been
+// written last and still be taken for that owner's.
+const ownedLockWindow = time.Minute
 
 func (r *Repository) lockOwnerPath(lockPath string) string {
 	sum := sha256.Sum256([]byte(lockPath))
 	return filepath.Join(r.gitDir, lockOwnersDir, hex.EncodeToString(sum[:8]))
 }
 
-// createLock creates the lock file lockPath exclusively, recording this
-// process as its owner first, and removing a stale lock of a dead dr-syncer
-// process. release removes the owner record; the caller removes or renames
-// the lock file before calling it.
+// createLock creates the lock file lockPath exclusively, its owner record
+// first, after removing a stale lock of a dead dr-syncer process. release
+// removes the owner record; call it after the lock file is removed or
+// renamed into place.
 func (r *Repository) createLock(lockPath string) (f *os.File, release func(), err error) {
 	owner := r.lockOwnerPath(lockPath)
 	if err := os.MkdirAll(filepath.Dir(owner), 0o755); err != nil {
 		return nil, nil, err
 	}
-	for attempt := 0; ; attempt++ {
-		f, err = os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
-		if err == nil || !errors.Is(err, fs.ErrExist) || attempt > 0 || !staleOwner(owner) {
-			break
-		}
-		// Our own lock, left by a process that died: remove it, once.
-		if rerr := os.Remove(lockPath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return nil, nil, rerr
+	if staleLock(owner, lockPath) {
+		// Our own lock, left by a process that died.
+		if err := os.Remove(lockPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, err
 		}
 	}
+	if err := os.WriteFile(owner, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return nil, nil, fmt.Errorf("lock owner record: %w", err)
+	}
+	f, err = os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
+		os.Remove(owner)
 		return nil, nil, err
 	}
-	if werr := os.WriteFile(owner, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); werr != nil {
-		f.Close()
-		os.Remove(lockPath)
-		return nil, nil, fmt.Errorf("lock owner record: %w", werr)
-	}
-	// The record goes before the lock: killed in between, a lock without a
-	// record is left to a person, never a record without a lock that could
-	// later be taken for the owner of a git command's lock.
 	return f, func() { os.Remove(owner) }, nil
 }
 
-// staleOwner reports whether the owner record names a process that is gone.
-func staleOwner(owner string) bool {
+// staleLock reports whether lockPath exists and is the lock of the dead
+// process its owner record names (see lockOwnersDir).
+func staleLock(owner, lockPath string) bool {
+	lock, err := os.Stat(lockPath)
+	if err != nil {
+		return false
+	}
+	rec, err := os.Stat(owner)
+	if err != nil {
+		return false
+	}
 	data, err := os.ReadFile(owner)
 	if err != nil {
 		return false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
+	if err != nil || pid <= 0 || pid == os.Getpid() {
 		return false
 	}
-	if pid == os.Getpid() {
-		return false // held by this very process
+	after := lock.ModTime().Sub(rec.ModTime())
+	if after < -time.Second || after > ownedLockWindow {
+		return false
 	}
 	return processGone(pid)
 }

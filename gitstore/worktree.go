@@ -42,16 +42,15 @@ func (r *Repository) lockIndex() (*indexLock, error) {
 // release removes the lock unless commit has renamed it into place.
 func (l *indexLock) release() {
 	if l.f != nil {
-		l.unown()
 		l.f.Close()
 		os.Remove(l.f.Name())
+		l.unown()
 		l.f = nil
 	}
 }
 
 func (l *indexLock) commit() error {
 	name := l.f.Name()
-	l.unown()
 	err := l.f.Close()
 	l.f = nil
 	if err == nil {
@@ -60,6 +59,7 @@ func (l *indexLock) commit() error {
 	if err != nil {
 		os.Remove(name)
 	}
+	l.unown()
 	return err
 }
 
