@@ -39,6 +39,10 @@ type VolumeOptions struct {
 	// mount unmounted claims under the Mount policy.
 	KubeletDir string
 	MountImage string
+	// Render, when set, renders the commit through this cache (the
+	// controller keeps one across commits); else the whole overlay is
+	// built.
+	Render *render.Cache
 	// Backoff is the wait before the first retry (default 5 s).
 	Backoff  time.Duration
 	Progress func(pvcsync.Transfer, pvcsync.Progress)
@@ -82,7 +86,11 @@ func Volumes(ctx context.Context, opts VolumeOptions) ([]pvcsync.Result, error) 
 		}
 		return nil, store.Prune(ctx, nil)
 	}
-	rendered, err := render.Build(ctx, opts.Repo, commit.String(), cfg)
+	build := render.Build
+	if opts.Render != nil {
+		build = opts.Render.Build // read-only use: Plan only looks up claims
+	}
+	rendered, err := build(ctx, opts.Repo, commit.String(), cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +200,11 @@ func VolumeStage(opts VolumeOptions, reg prometheus.Registerer) (func(context.Co
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("volume metrics: %w", err)
 		}
+	}
+	if opts.Render == nil {
+		// Commits follow each other: render each one through the same
+		// cache, so that a commit costs what it changed.
+		opts.Render = render.NewCache()
 	}
 	return func(ctx context.Context, commit plumbing.Hash) error {
 		o := opts

@@ -60,17 +60,11 @@ func TestVolumesLocal(t *testing.T) {
 	require.NoError(t, err)
 
 	out := t.TempDir()
-	ca, err := pvcsync.LoadSigner(filepath.Join(agent.Keys, pvcsync.UserCAFile))
-	require.NoError(t, err)
-	hostKeys, err := pvcsync.LoadPublicKeys(filepath.Join(agent.Keys, pvcsync.HostKeyFile+".pub"))
-	require.NoError(t, err)
 	vopts := VolumeOptions{
 		ApplyOptions: applyOpts, Source: clusters.Source.Config,
 		Runner:     &pvcsync.LocalRunner{Dir: out},
 		KubeletDir: agent.KubeletDir, Backoff: 10 * time.Millisecond,
-		Credentials: func(t pvcsync.Transfer) (pvcsync.Credentials, error) {
-			return pvcsync.IssueCredentials(ca, hostKeys[0], []string{t.Agent.String()}, t.Path, time.Minute)
-		},
+		Credentials: pvcsync.CredentialsFrom(agent.Keys, time.Minute),
 	}
 	results, err := Volumes(ctx, vopts)
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -219,4 +220,35 @@ func LoadPublicKeys(path string) ([]ssh.PublicKey, error) {
 		return nil, fmt.Errorf("public keys %s: no key", path)
 	}
 	return keys, nil
+}
+
+// CredentialsFrom issues the credentials of each copy (IssueCredentials,
+// valid for ttl) with the agent keys in dir — the user CA's private key
+// (UserCAFile) and the agents' host public key (HostKeyFile + ".pub") —
+// read once, when the first copy needs them: a commit without claims
+// needs no keys.
+func CredentialsFrom(dir string, ttl time.Duration) func(Transfer) (Credentials, error) {
+	var once sync.Once
+	var ca ssh.Signer
+	var host ssh.PublicKey
+	var loadErr error
+	return func(t Transfer) (Credentials, error) {
+		once.Do(func() {
+			hint := fmt.Sprintf(" (create them with `dr-syncer agent keygen --dir %s`, or skip the PVC stage with --no-volumes)", dir)
+			if ca, loadErr = LoadSigner(filepath.Join(dir, UserCAFile)); loadErr != nil {
+				loadErr = fmt.Errorf("agent keys: %w%s", loadErr, hint)
+				return
+			}
+			keys, err := LoadPublicKeys(filepath.Join(dir, HostKeyFile+".pub"))
+			if err != nil {
+				loadErr = fmt.Errorf("agent keys: %w%s", err, hint)
+				return
+			}
+			host = keys[0]
+		})
+		if loadErr != nil {
+			return Credentials{}, loadErr
+		}
+		return IssueCredentials(ca, host, []string{t.Agent.String()}, t.Path, ttl)
+	}
 }

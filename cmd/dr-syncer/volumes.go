@@ -16,7 +16,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -81,7 +80,7 @@ func (f *volumeFlags) volumeOptions(cmd *cobra.Command, apply controller.ApplyOp
 		}
 		dir = filepath.Join(base, "dr-syncer", "keys", cfg.Metadata.Name+"-agent")
 	}
-	opts.Credentials = credentialsFrom(dir)
+	opts.Credentials = pvcsync.CredentialsFrom(dir, credentialTTL)
 	p := newProgress(cmd.ErrOrStderr())
 	opts.Progress = p.update
 	return opts, p.stop, nil
@@ -100,34 +99,6 @@ func (f *volumeFlags) volumeHook(cmd *cobra.Command, apply controller.ApplyOptio
 	// A controller logs; it draws no progress bars.
 	opts.Progress, opts.Logger = nil, log
 	return controller.VolumeStage(opts, reg)
-}
-
-// credentialsFrom issues per-run credentials with the keys in dir, read once,
-// when the first copy needs them: a commit without claims needs no keys.
-func credentialsFrom(dir string) func(pvcsync.Transfer) (pvcsync.Credentials, error) {
-	var once sync.Once
-	var ca ssh.Signer
-	var host ssh.PublicKey
-	var loadErr error
-	return func(t pvcsync.Transfer) (pvcsync.Credentials, error) {
-		once.Do(func() {
-			hint := fmt.Sprintf(" (create them with `dr-syncer agent keygen --dir %s`, or skip the PVC stage with --no-volumes)", dir)
-			if ca, loadErr = pvcsync.LoadSigner(filepath.Join(dir, pvcsync.UserCAFile)); loadErr != nil {
-				loadErr = fmt.Errorf("agent keys: %w%s", loadErr, hint)
-				return
-			}
-			keys, err := pvcsync.LoadPublicKeys(filepath.Join(dir, pvcsync.HostKeyFile+".pub"))
-			if err != nil {
-				loadErr = fmt.Errorf("agent keys: %w%s", err, hint)
-				return
-			}
-			host = keys[0]
-		})
-		if loadErr != nil {
-			return pvcsync.Credentials{}, loadErr
-		}
-		return pvcsync.IssueCredentials(ca, host, []string{t.Agent.String()}, t.Path, credentialTTL)
-	}
 }
 
 // printVolumes prints one line per claim and returns an error when any copy
