@@ -26,6 +26,12 @@ func TestApplyCreatesThenUnchanged(t *testing.T) {
 	for _, c := range res.Changes {
 		require.Equal(t, Created, c.Action, c.Object.String())
 	}
+	// Each object: one strict dry run, then one write of the body it
+	// validated, which the server need not validate again.
+	sent := requests.reset()
+	require.Equal(t, len(set), sent["PATCH dry-run Strict"], "requests: %v", sent)
+	require.Equal(t, len(set), sent["PATCH Ignore"], "requests: %v", sent)
+	require.Equal(t, 2*len(set), sent["PATCH"], "requests: %v", sent)
 	rvs := resourceVersions(t, m, set)
 	for ref, rv := range rvs {
 		require.NotEmpty(t, rv, "%s must exist", ref)
@@ -43,7 +49,7 @@ func TestApplyCreatesThenUnchanged(t *testing.T) {
 	require.NoError(t, err)
 	// Decided locally from lists: no apply and no dry run was sent; the only
 	// write is the inventory's.
-	sent := requests.reset()
+	sent = requests.reset()
 	require.Zero(t, sent["PATCH"], "requests: %v", sent)
 	require.Equal(t, 1, sent["PUT"], "requests: %v", sent)
 	t.Logf("unchanged re-apply of %d objects: requests %v", len(set), sent)

@@ -43,7 +43,9 @@
 //     existing object whose dry run changes nothing is Unchanged; the others
 //     are Created or Configured (or Recreated, see below).
 //  5. Apply, in stages; the objects of a stage in parallel (Workers), each
-//     stage after the one before it succeeded:
+//     stage after the one before it succeeded. The write sends the body the
+//     strict dry run accepted, with field validation Ignore: the server
+//     would decode it a second time for the same verdict.
 //     CRDs (then wait until Established, up to WaitTimeout) → Namespaces →
 //     other cluster-scoped objects → configuration (ConfigMap, Secret,
 //     ServiceAccount, ResourceQuota, LimitRange) → RBAC (Role, RoleBinding)

@@ -219,6 +219,17 @@ type requestCounter struct {
 	counts map[string]int
 }
 
+// patchKey names a PATCH by whether it is a dry run and its field
+// validation: "PATCH dry-run Strict", "PATCH Ignore"...
+func patchKey(req *http.Request) string {
+	q := req.URL.Query()
+	key := "PATCH"
+	if q.Get("dryRun") != "" {
+		key += " dry-run"
+	}
+	return key + " " + q.Get("fieldValidation")
+}
+
 func (c *requestCounter) RoundTrip(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		c.mu.Lock()
@@ -226,6 +237,9 @@ func (c *requestCounter) RoundTrip(rt http.RoundTripper) http.RoundTripper {
 			c.counts = map[string]int{}
 		}
 		c.counts[req.Method]++
+		if req.Method == http.MethodPatch {
+			c.counts[patchKey(req)]++
+		}
 		c.mu.Unlock()
 		return rt.RoundTrip(req)
 	})

@@ -33,12 +33,14 @@ type item struct {
 	crdChanging bool
 	definedBy   *item // the CRD item of the set defining its kind
 
-	body   []byte // the JSON of obj, as sent
-	state  itemState
-	live   *unstructured.Unstructured // kept when state is stateCheck (and for CRDs)
-	dry    *unstructured.Unstructured // the dry-run result, kept for Diff
-	action Action
-	done   bool // in place on the target after this run: written or unchanged
+	body []byte // the JSON of obj, as sent
+	// validated: a strict dry run accepted body.
+	validated bool
+	state     itemState
+	live      *unstructured.Unstructured // kept when state is stateCheck (and for CRDs)
+	dry       *unstructured.Unstructured // the dry-run result, kept for Diff
+	action    Action
+	done      bool // in place on the target after this run: written or unchanged
 }
 
 type itemState int
