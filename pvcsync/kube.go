@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -83,7 +84,10 @@ var jobNameLabels = []string{"batch.kubernetes.io/job-name", "job-name"}
 var jobUIDLabels = []string{"batch.kubernetes.io/controller-uid", "controller-uid"}
 
 // Run copies t into the target claim with one Job, waits for its pod to
-// end and returns the figures of its report. Whatever happens, the Job, its
+// end and returns the figures of its report. With a progress function, it
+// follows the running pod's log for the progress lines of `dr-syncer agent
+// pull` (best effort: without the right to read pods/log there are none
+// until the end); without one, it reads no log. Whatever happens, the Job, its
 // pods and the Secret are deleted before Run returns.
 func (r *KubeRunner) Run(ctx context.Context, t Transfer, creds Credentials, progress func(Progress)) (Stats, error) {
 	hash := objectHash("pull", t.Target.Namespace, t.Target.Name)
@@ -121,7 +125,9 @@ func (r *KubeRunner) Run(ctx context.Context, t Transfer, creds Credentials, pro
 		log.Warn("Secret not owned by its Job", "error", err)
 	}
 
-	rep, err := r.wait(ctx, job, creds)
+	f := &follower{progress: progress, log: log, open: r.podLog(ns)}
+	rep, err := r.wait(ctx, job, creds, f)
+	f.stop()
 	if err != nil {
 		return Stats{}, fmt.Errorf("%s: %w", jobRef, err)
 	}
@@ -129,6 +135,76 @@ func (r *KubeRunner) Run(ctx context.Context, t Transfer, creds Credentials, pro
 		progress(Progress{Bytes: rep.Stats.TransferredSize, Percent: 100, Total: rep.Stats.Files})
 	}
 	return rep.Stats, nil
+}
+
+// podLog opens the log of the pull container of a pod, followed as it is
+// written.
+func (r *KubeRunner) podLog(ns string) func(ctx context.Context, pod string) (io.ReadCloser, error) {
+	return func(ctx context.Context, pod string) (io.ReadCloser, error) {
+		return r.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: pullerName, Follow: true}).Stream(ctx)
+	}
+}
+
+// follower reads the progress lines of the pull pods' logs while Run
+// waits: one reader per running pod, all stopped before Run returns, so
+// that progress is never called after it.
+type follower struct {
+	progress func(Progress)
+	log      *slog.Logger
+	open     func(ctx context.Context, pod string) (io.ReadCloser, error)
+
+	mu       sync.Mutex
+	followed map[types.UID]bool
+	cancels  []context.CancelFunc
+	stopped  bool
+	wg       sync.WaitGroup
+	// serial: progress is called by one reader at a time.
+	serial sync.Mutex
+}
+
+// pod starts following the log of pod once it runs.
+func (f *follower) pod(ctx context.Context, pod *corev1.Pod) {
+	if f == nil || f.progress == nil || pod.Status.Phase != corev1.PodRunning {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped || f.followed[pod.UID] {
+		return
+	}
+	if f.followed == nil {
+		f.followed = map[types.UID]bool{}
+	}
+	f.followed[pod.UID] = true
+	ctx, cancel := context.WithCancel(ctx)
+	f.cancels = append(f.cancels, cancel)
+	name := pod.Name
+	f.wg.Go(func() {
+		err := followProgress(ctx, func(ctx context.Context) (io.ReadCloser, error) { return f.open(ctx, name) }, func(p Progress) {
+			f.serial.Lock()
+			defer f.serial.Unlock()
+			f.progress(p)
+		})
+		if err != nil {
+			// The outcome does not depend on it: it comes from the pod's
+			// termination message.
+			f.log.Debug("no progress from the pull pod's log", "pod", name, "error", err)
+		}
+	})
+}
+
+// stop ends every reader and waits for them.
+func (f *follower) stop() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.stopped = true
+	for _, cancel := range f.cancels {
+		cancel()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
 }
 
 // leftover turns AlreadyExists into an error that says what happened: the
@@ -350,7 +426,7 @@ func (r *KubeRunner) cleanup(ctx context.Context, ns, name string, log *slog.Log
 
 // wait watches the Job and its pods until the pod ends (it returns the
 // pod's report), or the copy fails otherwise.
-func (r *KubeRunner) wait(ctx context.Context, job *batchv1.Job, creds Credentials) (*PullReport, error) {
+func (r *KubeRunner) wait(ctx context.Context, job *batchv1.Job, creds Credentials, f *follower) (*PullReport, error) {
 	ns := job.Namespace
 	pods := podListWatch(r.Client, ns, nil)
 	jobs := &cache.ListWatch{
@@ -363,7 +439,7 @@ func (r *KubeRunner) wait(ctx context.Context, job *batchv1.Job, creds Credentia
 			return r.Client.BatchV1().Jobs(ns).Watch(ctx, o)
 		},
 	}
-	w := &jobWait{job: job, creds: creds, grace: cmp.Or(r.startGrace, defaultStartGrace), stuckSince: map[types.UID]time.Time{}}
+	w := &jobWait{job: job, creds: creds, grace: cmp.Or(r.startGrace, defaultStartGrace), stuckSince: map[types.UID]time.Time{}, follow: f}
 	var rep *PullReport
 	err := watchUntil(ctx, cmp.Or(r.PollInterval, defaultPollInterval), func(stores []cache.Store) (bool, error) {
 		var done bool
@@ -384,6 +460,7 @@ type jobWait struct {
 	grace      time.Duration
 	seen       bool                    // the Job was in the store once
 	stuckSince map[types.UID]time.Time // pods waiting in a state that does not fix itself
+	follow     *follower               // progress from the logs of running pods
 }
 
 // Waiting reasons that do not fix themselves soon.
@@ -403,6 +480,7 @@ func (w *jobWait) check(ctx context.Context, c kubernetes.Interface, podStore, j
 		if err := w.stuck(pod); err != nil {
 			return nil, true, err
 		}
+		w.follow.pod(ctx, pod)
 	}
 
 	obj, exists, _ := jobStore.GetByKey(w.job.Namespace + "/" + w.job.Name)

@@ -117,10 +117,12 @@ message when it runs in a pod).`,
 			o.Agent.Host = host
 			out := cmd.OutOrStdout()
 			last := time.Time{}
+			// The pod's log carries these lines to the runner that waits
+			// for the Job (pvcsync.KubeRunner): one a second at most.
 			o.Progress = func(p pvcsync.Progress) {
-				if time.Since(last) >= 5*time.Second {
+				if time.Since(last) >= time.Second {
 					last = time.Now()
-					fmt.Fprintf(out, "progress %d bytes %d%% %.1f MB/s, %d of %d files left\n", p.Bytes, p.Percent, p.Rate/1e6, p.ToCheck, p.Total)
+					fmt.Fprintln(out, pvcsync.FormatProgress(p))
 				}
 			}
 			stats, err := pvcsync.Pull(cmd.Context(), o)
