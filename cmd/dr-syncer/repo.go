@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -65,7 +68,47 @@ func openRepo(ctx context.Context, f repoFlags) (*gitstore.Repository, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("remote %s: cache: %w", rm, err)
 	}
-	return gitstore.Clone(ctx, rm, gitstore.CacheDir(root, rm))
+	dir := gitstore.CacheDir(root, rm)
+	// Two commands on one machine share the clone: one clones or fetches
+	// at a time (the commits that follow take gitstore's own locks).
+	unlock, err := lockFile(ctx, dir+".lock", func() {
+		fmt.Fprintf(os.Stderr, "dr-syncer: waiting for another dr-syncer using the clone %s\n", dir)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: cache: %w", rm, err)
+	}
+	defer unlock()
+	return gitstore.Clone(ctx, rm, dir)
+}
+
+// lockFile takes an exclusive flock on path (created if missing), waiting
+// until it is free or ctx is done; waiting is called once if it has to
+// wait. The lock goes with the process if it dies.
+func lockFile(ctx context.Context, path string, waiting func()) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for told := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !told {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // openMapping decodes dr-syncer.yaml as committed at ref: the committed
