@@ -42,7 +42,10 @@
 // run's credentials and a Job that mounts the claim and runs `dr-syncer
 // agent pull`, which runs [Pull] and writes a [PullReport] as its
 // termination message; the runner reads it back, and a pod that ends without
-// a report that says exit code 0 is a failure, never a success. Job and
+// a report that says exit code 0 is a failure, never a success. While the
+// pod runs, progress (a line a second, [FormatProgress]) is read from its
+// log when the caller wants progress — the CLI's bars; the controller reads
+// no logs — and only then: the outcome never depends on a log. Job and
 // Secret are deleted afterwards. [LocalRunner] runs [Pull] as local
 // processes into a directory standing for the target claim: the data path of
 // the tests and of `make demo`, with the very same rsync and ssh commands.
