@@ -156,7 +156,7 @@ func TestNewOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{FieldManager: "dr-syncer", InventoryNamespace: "dr-syncer-system", InventoryName: "x", Workers: 16, MassPruneRatio: 0.25, WaitTimeout: 60 * time.Second}
+	want := Options{FieldManager: "dr-syncer", InventoryNamespace: "dr-syncer-system", InventoryName: "x", Workers: 32, MassPruneRatio: 0.25, WaitTimeout: 60 * time.Second}
 	got := m.opts
 	got.Recreate = nil
 	if diff := cmp.Diff(want, got); diff != "" {

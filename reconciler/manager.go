@@ -28,7 +28,9 @@ type Options struct {
 	// InventoryName names the inventory, e.g. "inventory-<target>".
 	// Required.
 	InventoryName string
-	// Workers is how many requests are in flight at once. Default 16.
+	// Workers is how many requests are in flight at once. Default 32: on a
+	// 2-core test machine a first apply of 3,000 objects took 7.4 s with 16,
+	// 6.1 s with 32 and 6.2 s with 64 (medians of 3, same run).
 	Workers int
 	// MassPruneRatio: a prune of more than this share of the inventory is
 	// refused (ErrMassPrune) unless ApplyOptions.AllowMassPrune. Default 0.25.
@@ -48,7 +50,7 @@ type Options struct {
 const (
 	DefaultFieldManager       = "dr-syncer"
 	DefaultInventoryNamespace = "dr-syncer-system"
-	DefaultWorkers            = 16
+	DefaultWorkers            = 32
 	DefaultMassPruneRatio     = 0.25
 	DefaultWaitTimeout        = 60 * time.Second
 )
