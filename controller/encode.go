@@ -3,6 +3,7 @@ package controller
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/render"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
@@ -31,6 +34,14 @@ import (
 // then the largest cost after the LIST itself. A one-shot run (the CLI) has
 // no previous call and encodes everything.
 func encodeObjects(source string, objects []*unstructured.Unstructured) (map[string][]byte, error) {
+	files, _, err := encodeSet(source, objects)
+	return files, err
+}
+
+// encodeSet is encodeObjects, and also returns the fingerprint of the whole
+// set (of the objects' fingerprints in order); zero when an object has
+// none.
+func encodeSet(source string, objects []*unstructured.Unstructured) (map[string][]byte, fingerprint, error) {
 	prev := lastEncoded.previous(source)
 	next := make([]fingerprint, len(objects))
 	out := make([]encoded, len(objects))
@@ -59,19 +70,57 @@ func encodeObjects(source string, objects []*unstructured.Unstructured) (map[str
 
 	files := make(map[string][]byte, len(objects))
 	cache := make(map[fingerprint][]byte, len(objects))
+	all := sha256.New()
+	whole := true
 	for i, e := range out {
 		if e.err != nil {
-			return nil, e.err
+			return nil, fingerprint{}, e.err
 		}
 		if _, dup := files[e.path]; dup {
-			return nil, fmt.Errorf("%s: two objects map to %s", idOf(objects[i]), e.path)
+			return nil, fingerprint{}, fmt.Errorf("%s: two objects map to %s", idOf(objects[i]), e.path)
 		}
 		files[e.path] = e.data
-		if next[i] != (fingerprint{}) {
-			cache[next[i]] = e.data
+		if next[i] == (fingerprint{}) {
+			whole = false
+			continue
 		}
+		cache[next[i]] = e.data
+		all.Write(next[i][:])
 	}
 	lastEncoded.remember(source, cache)
+	var set fingerprint
+	if whole {
+		all.Sum(set[:0])
+	}
+	return files, set, nil
+}
+
+// generate returns render.Generate(cfg, objects), or the files of the
+// previous call for the same source when the mapping and the objects (set,
+// their fingerprint from encodeSet) are the same: Generate depends on
+// nothing else, and on a periodic resync, where nothing changed, it cost
+// more than the commit. The files returned are shared: read them only.
+func generate(cfg *policies.SyncConfig, objects []*unstructured.Unstructured, set fingerprint) (map[string][]byte, error) {
+	source := cfg.Spec.Source.Name
+	var key fingerprint
+	if set != (fingerprint{}) {
+		mapping, err := json.Marshal(cfg)
+		if err == nil {
+			key = sha256.Sum256(append(set[:], mapping...))
+		}
+	}
+	if key != (fingerprint{}) {
+		if files := lastEncoded.generated(source, key); files != nil {
+			return files, nil
+		}
+	}
+	files, err := render.Generate(cfg, objects)
+	if err != nil {
+		return nil, err
+	}
+	if key != (fingerprint{}) {
+		lastEncoded.rememberGenerated(source, key, files)
+	}
 	return files, nil
 }
 
@@ -119,11 +168,19 @@ type fingerprint [sha256.Size]byte
 type encodeCache struct {
 	mu       sync.Mutex
 	bySource map[string]map[fingerprint][]byte
+	// generatedBy holds, for each source, the generated overlay of the
+	// last snapshot and the fingerprint of what it was generated from.
+	generatedBy map[string]generatedFiles
+}
+
+type generatedFiles struct {
+	key   fingerprint
+	files map[string][]byte
 }
 
 // lastEncoded is the process's cache: a snapshot is a function call, and a
 // controller that resyncs calls it again and again.
-var lastEncoded = &encodeCache{bySource: map[string]map[fingerprint][]byte{}}
+var lastEncoded = &encodeCache{bySource: map[string]map[fingerprint][]byte{}, generatedBy: map[string]generatedFiles{}}
 
 func (c *encodeCache) previous(source string) map[fingerprint][]byte {
 	c.mu.Lock()
@@ -135,6 +192,23 @@ func (c *encodeCache) remember(source string, files map[fingerprint][]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bySource[source] = files
+}
+
+// generated returns the generated overlay remembered for source if it was
+// generated from key, else nil.
+func (c *encodeCache) generated(source string, key fingerprint) map[string][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g := c.generatedBy[source]; g.key == key {
+		return g.files
+	}
+	return nil
+}
+
+func (c *encodeCache) rememberGenerated(source string, key fingerprint, files map[string][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.generatedBy[source] = generatedFiles{key, files}
 }
 
 // canonical serializes objects unambiguously: a tag per Go type, lengths

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -80,22 +81,22 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	if !tip.IsZero() {
 		// Read from the commit, not the branch, so that every object
 		// comes from the same snapshot even if the branch moves meanwhile.
-		takeOpts.Previous = func(ctx context.Context, id snapshot.ID) (*unstructured.Unstructured, error) {
-			return previous(ctx, opts.Repo, tip.String(), source, id)
-		}
+		prev := &previousObjects{repo: opts.Repo, rev: tip.String(), source: source, last: lastPrevious.get(source)}
+		takeOpts.Previous = prev.get
+		defer func() { lastPrevious.remember(source, prev.read) }()
 	}
 	set, err := snapshot.Take(ctx, opts.Config, srcCfg, takeOpts)
 	if err != nil {
 		return SnapshotResult{}, fmt.Errorf("source %s: %w", source, err)
 	}
 
-	files, err := encodeObjects(source, set.Objects)
+	files, fp, err := encodeSet(source, set.Objects)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
 	// The target's generated overlay follows the mapping and the snapshot,
 	// in the same commit, so that every commit renders as it was reviewed.
-	generated, err := render.Generate(opts.Config, set.Objects)
+	generated, err := generate(opts.Config, set.Objects, fp)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
@@ -158,6 +159,92 @@ func snapshotMessage(source, mode string, r SnapshotResult) string {
 	return b.String()
 }
 
+// previousObjects reads objects as the commit rev records them, for a full
+// snapshot that asks for every Secret: it lists the files of each kind's
+// directory of a namespace once, the first time it is asked for one of
+// them, and then reads each blob by its hash. Reading each file by its path
+// walked the trees from the root again for each of them, which cost more
+// than the rest of an unchanged snapshot's sealing.
+//
+// A blob that the previous snapshot of the same source read (last) is not
+// read and decoded again: blobs are named by their content, so the object
+// decoded then is the object now.
+type previousObjects struct {
+	repo   *gitstore.Repository
+	rev    string
+	source string
+	last   map[plumbing.Hash]*unstructured.Unstructured
+
+	mu   sync.Mutex
+	dirs map[string]map[string]plumbing.Hash // directory → its files
+	read map[plumbing.Hash]*unstructured.Unstructured
+}
+
+func (p *previousObjects) get(ctx context.Context, id snapshot.ID) (*unstructured.Unstructured, error) {
+	path, err := gitstore.ObjectPath(p.source, gitstore.ObjectID(id))
+	if err != nil {
+		return nil, err
+	}
+	dir := path[:strings.LastIndexByte(path, '/')+1]
+	p.mu.Lock()
+	files, ok := p.dirs[dir]
+	if !ok {
+		if files, err = p.repo.Files(ctx, p.rev, dir); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		if p.dirs == nil {
+			p.dirs = map[string]map[string]plumbing.Hash{}
+		}
+		p.dirs[dir] = files
+	}
+	h, ok := files[path]
+	u := p.last[h]
+	p.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	if u == nil {
+		data, err := p.repo.ReadBlob(ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if u, err = decodePrevious(path, data); err != nil {
+			return nil, err
+		}
+	}
+	p.mu.Lock()
+	if p.read == nil {
+		p.read = map[plumbing.Hash]*unstructured.Unstructured{}
+	}
+	p.read[h] = u
+	p.mu.Unlock()
+	return u, nil
+}
+
+// previousCache holds, for each source, the objects that the last
+// snapshot read from the repository (see previousObjects), by blob hash.
+// Each snapshot replaces its source's entries, so it holds one snapshot's
+// Secrets at most.
+type previousCache struct {
+	mu       sync.Mutex
+	bySource map[string]map[plumbing.Hash]*unstructured.Unstructured
+}
+
+var lastPrevious = &previousCache{bySource: map[string]map[plumbing.Hash]*unstructured.Unstructured{}}
+
+func (c *previousCache) get(source string) map[plumbing.Hash]*unstructured.Unstructured {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bySource[source] // never written once published
+}
+
+func (c *previousCache) remember(source string, objects map[plumbing.Hash]*unstructured.Unstructured) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bySource[source] = objects
+}
+
 // previous reads an object as the commit rev records it, or nil.
 func previous(ctx context.Context, repo *gitstore.Repository, rev, source string, id snapshot.ID) (*unstructured.Unstructured, error) {
 	path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
@@ -171,6 +258,10 @@ func previous(ctx context.Context, repo *gitstore.Repository, rev, source string
 	if err != nil {
 		return nil, err
 	}
+	return decodePrevious(path, data)
+}
+
+func decodePrevious(path string, data []byte) (*unstructured.Unstructured, error) {
 	u := &unstructured.Unstructured{}
 	if err := yaml.Unmarshal(data, &u.Object); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

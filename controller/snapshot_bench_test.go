@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -77,6 +78,9 @@ var benchKinds = []schema.GroupVersionResource{
 //   - list-baseline: LIST of the four kinds, page by page, one namespace and
 //     kind after the other;
 //   - list-baseline-parallel: the same with 8 workers, as snapshot.Take;
+//   - list-raw-parallel: the same, each page read with a GET and decoded in
+//     one pass, as snapshot.Take reads them (the dynamic client decodes a
+//     page twice over): informational, the floor of such a client;
 //   - take: snapshot.Take (discovery, every listable namespaced kind of the
 //     mapped namespaces, cleaning, 500 Secrets sealed), in memory;
 //   - snapshot-commit: Snapshot into a new repository, the first snapshot
@@ -131,6 +135,25 @@ func BenchmarkFullSnapshot(b *testing.B) {
 		start := requests.Load()
 		for b.Loop() {
 			n, err := listBaseline(b.Context(), dyn, benchWorkers)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n != benchObjects {
+				b.Fatalf("listed %d objects, want %d", n, benchObjects)
+			}
+		}
+		report(b, start)
+	})
+	// The floor of a client that decodes each page once, as snapshot.Take
+	// does: the dynamic client above decodes a page twice over.
+	raw, err := newRawLister(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("list-raw-parallel", func(b *testing.B) {
+		start := requests.Load()
+		for b.Loop() {
+			n, err := listBaselineWith(b.Context(), benchWorkers, raw.list)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -208,6 +231,55 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 // benchPageSize at a time, with workers LISTs at once, and returns how many
 // there were.
 func listBaseline(ctx context.Context, dyn dynamic.Interface, workers int) (int, error) {
+	return listBaselineWith(ctx, workers, func(ctx context.Context, gvr schema.GroupVersionResource, ns string, opts metav1.ListOptions) (int, string, error) {
+		list, err := dyn.Resource(gvr).Namespace(ns).List(ctx, opts)
+		if err != nil {
+			return 0, "", err
+		}
+		return len(list.Items), list.GetContinue(), nil
+	})
+}
+
+// rawLister lists with GET requests whose pages it decodes in one pass into
+// the items, as snapshot.Take does.
+type rawLister struct{ rc *rest.RESTClient }
+
+func newRawLister(cfg *rest.Config) (*rawLister, error) {
+	c := dynamic.ConfigFor(cfg)
+	c.ContentType, c.AcceptContentTypes = "application/json", "application/json"
+	c.GroupVersion, c.APIPath = nil, "/"
+	rc, err := rest.UnversionedRESTClientFor(c)
+	return &rawLister{rc}, err
+}
+
+func (l *rawLister) list(ctx context.Context, gvr schema.GroupVersionResource, ns string, opts metav1.ListOptions) (int, string, error) {
+	path := []string{"api", gvr.Version}
+	if gvr.Group != "" {
+		path = []string{"apis", gvr.Group, gvr.Version}
+	}
+	req := l.rc.Get().AbsPath(append(path, "namespaces", ns, gvr.Resource)...).Param("limit", strconv.FormatInt(opts.Limit, 10))
+	if opts.Continue != "" {
+		req = req.Param("continue", opts.Continue)
+	}
+	body, err := req.Do(ctx).Raw()
+	if err != nil {
+		return 0, "", err
+	}
+	var page struct {
+		Metadata struct {
+			Continue string `json:"continue"`
+		} `json:"metadata"`
+		Items []map[string]any `json:"items"`
+	}
+	if err := utiljson.Unmarshal(body, &page); err != nil {
+		return 0, "", err
+	}
+	return len(page.Items), page.Metadata.Continue, nil
+}
+
+// listBaselineWith is listBaseline with list making each LIST request: it
+// returns the number of items of the page and the continue token.
+func listBaselineWith(ctx context.Context, workers int, list func(context.Context, schema.GroupVersionResource, string, metav1.ListOptions) (int, string, error)) (int, error) {
 	type job struct {
 		gvr schema.GroupVersionResource
 		ns  string
@@ -224,13 +296,13 @@ func listBaseline(ctx context.Context, dyn dynamic.Interface, workers int) (int,
 				}
 				opts := metav1.ListOptions{Limit: benchPageSize}
 				for {
-					list, err := dyn.Resource(j.gvr).Namespace(j.ns).List(ctx, opts)
+					n, next, err := list(ctx, j.gvr, j.ns, opts)
 					if err != nil {
 						errs[w] = fmt.Errorf("list %s in namespace %s: %w", j.gvr.GroupResource(), j.ns, err)
 						break
 					}
-					counts[w] += len(list.Items)
-					if opts.Continue = list.GetContinue(); opts.Continue == "" {
+					counts[w] += n
+					if opts.Continue = next; opts.Continue == "" {
 						break
 					}
 				}

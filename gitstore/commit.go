@@ -1,6 +1,8 @@
 package gitstore
 
 import (
+	"bufio"
+	"compress/zlib"
 	"context"
 	"errors"
 	"fmt"
@@ -503,33 +505,71 @@ func (tb *treeBuilder) store(ctx context.Context) error {
 		}
 		return tb.r.refresh()
 	}
+	objectsDir := filepath.Join(tb.r.commonDir, "objects")
+	var zw *zlib.Writer
 	for _, o := range missing {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		obj := tb.r.st.NewEncodedObject()
-		obj.SetType(o.typ)
-		obj.SetSize(int64(len(o.data)))
-		if err := writeAll(obj, o.data); err != nil {
-			return err
-		}
-		if _, err := tb.r.st.SetEncodedObject(obj); err != nil {
+		var err error
+		if zw, err = writeLoose(objectsDir, o, zw); err != nil {
 			return fmt.Errorf("store %s %s: %w", o.typ, o.hash, err)
 		}
 	}
 	return nil
 }
 
-func writeAll(o plumbing.EncodedObject, b []byte) error {
-	w, err := o.Writer()
+// writeLoose writes o as a loose object, as git does: zlib of "<type>
+// <size>\0<content>" in objects/xx/yyyy…, written under a temporary name
+// and renamed into place (an object already there has the same content).
+// Compression is zlib's fastest level, as in packs (see compressObjects):
+// at 100,000 files, compressing the directory trees a commit rewrites at
+// the default level was a third of the commit. zw, when not nil, is reused.
+func writeLoose(objectsDir string, o packObject, zw *zlib.Writer) (*zlib.Writer, error) {
+	hex := o.hash.String()
+	dir := filepath.Join(objectsDir, hex[:2])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return zw, err
+	}
+	f, err := os.CreateTemp(dir, "tmp_obj_")
 	if err != nil {
-		return err
+		return zw, err
 	}
-	if _, err := w.Write(b); err != nil {
-		w.Close()
-		return err
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(f, min(len(o.data)+64, 1<<16))
+	if zw == nil {
+		zw, _ = zlib.NewWriterLevel(bw, zlib.BestSpeed)
+	} else {
+		zw.Reset(bw)
 	}
-	return w.Close()
+	fmt.Fprintf(zw, "%s %d\x00", o.typ, len(o.data))
+	if _, err := zw.Write(o.data); err != nil {
+		return zw, err
+	}
+	if err := zw.Close(); err != nil {
+		return zw, err
+	}
+	if err := bw.Flush(); err != nil {
+		return zw, err
+	}
+	if err := f.Chmod(0o444); err != nil {
+		return zw, err
+	}
+	if err := f.Close(); err != nil {
+		return zw, err
+	}
+	done = true
+	if err := os.Rename(f.Name(), filepath.Join(dir, hex[2:])); err != nil {
+		os.Remove(f.Name())
+		return zw, err
+	}
+	return zw, nil
 }
 
 // firstPath names one path of the plan under n, for messages.

@@ -15,18 +15,24 @@ import (
 // and volumes) is removed, what people wrote is kept. obj is not modified.
 // The rules are the table cleanRules below.
 func Clean(obj *unstructured.Unstructured) *unstructured.Unstructured {
-	out := obj.DeepCopy()
+	return CleanInPlace(obj.DeepCopy())
+}
+
+// CleanInPlace is Clean without the copy: it cleans obj itself and returns
+// it. It is for a caller that owns obj, such as an item of a LIST it made:
+// copying was most of what cleaning a listed object cost.
+func CleanInPlace(obj *unstructured.Unstructured) *unstructured.Unstructured {
 	c := &cleaning{
-		obj:     out.Object,
-		gk:      out.GroupVersionKind().GroupKind(),
-		managed: parseManagedFields(out.Object),
+		obj:     obj.Object,
+		gk:      obj.GroupVersionKind().GroupKind(),
+		managed: parseManagedFields(obj.Object),
 	}
 	for _, r := range cleanRules {
 		if r.kind.Empty() || r.kind == c.gk {
 			r.clean(c)
 		}
 	}
-	return out
+	return obj
 }
 
 // cleanRule is one cleaning rule; kind limits it to one kind (empty: all).

@@ -7,7 +7,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -202,28 +201,42 @@ func Unseal(secret *unstructured.Unstructured, identities ...age.Identity) error
 	return nil
 }
 
-// sealSecrets seals every Secret of objects, on every core (age encryption
-// is the costly part), looking up each one's previous recorded form so that
-// unchanged values keep their ciphertext.
-func sealSecrets(ctx context.Context, objects []*unstructured.Unstructured, opts Options) error {
-	var secrets []*unstructured.Unstructured
-	for _, o := range objects {
-		if o.GetAPIVersion() == "v1" && o.GetKind() == "Secret" {
-			secrets = append(secrets, o)
-		}
-	}
-	workers := runtime.GOMAXPROCS(0)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(secrets) && errs[w] == nil; i += workers {
-				errs[w] = sealOne(ctx, secrets[i], opts)
+// sealing seals Secrets on every core (age encryption is the costly part)
+// as Take lists them, looking up each one's previous recorded form so that
+// unchanged values keep their ciphertext. Sealing after the last LIST made
+// a full snapshot wait for encryption that could have run meanwhile.
+type sealing struct {
+	in chan *unstructured.Unstructured
+	wg sync.WaitGroup
+}
+
+// startSealing starts the sealers; fail is called with each error, and once
+// ctx is done the Secrets still queued are dropped.
+func startSealing(ctx context.Context, opts Options, fail func(error)) *sealing {
+	s := &sealing{in: make(chan *unstructured.Unstructured, 64)}
+	for range runtime.GOMAXPROCS(0) {
+		s.wg.Go(func() {
+			for o := range s.in {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := sealOne(ctx, o, opts); err != nil {
+					fail(err)
+				}
 			}
 		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return s
+}
+
+// add queues a Secret; it waits while every sealer is busy.
+func (s *sealing) add(o *unstructured.Unstructured) { s.in <- o }
+
+// wait seals what is queued and stops the sealers; add must not be called
+// any more.
+func (s *sealing) wait() {
+	close(s.in)
+	s.wg.Wait()
 }
 
 func sealOne(ctx context.Context, o *unstructured.Unstructured, opts Options) error {

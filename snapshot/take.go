@@ -6,19 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/pager"
 
 	"github.com/dr-syncer/dr-syncer/policies"
 )
@@ -33,6 +34,8 @@ type Options struct {
 	Sealer *Sealer
 	// Previous returns the object as the last snapshot recorded it (nil when
 	// it was not recorded), so that an unchanged Secret keeps its ciphertext.
+	// It is called from several goroutines at once, and the object it
+	// returns is only read.
 	Previous func(ctx context.Context, id ID) (*unstructured.Unstructured, error)
 }
 
@@ -99,7 +102,11 @@ func Take(ctx context.Context, cfg *policies.SyncConfig, source *rest.Config, op
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(source)
+	list, err := newLister(source, opts.PageSize)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	meta, err := metadata.NewForConfig(source)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
@@ -108,138 +115,247 @@ func Take(ctx context.Context, cfg *policies.SyncConfig, source *rest.Config, op
 		return nil, err
 	}
 
-	set := &Set{Skipped: map[string]int{}}
-	var mu sync.Mutex
-	skip := func(reason string) {
-		mu.Lock()
-		set.Skipped[reason]++
-		mu.Unlock()
-	}
-	take := func(o *unstructured.Unstructured) {
-		mu.Lock()
-		set.Objects = append(set.Objects, o)
-		mu.Unlock()
-	}
-
+	t := &taking{cfg: cfg, opts: opts, list: list, meta: meta, skipped: map[string]int{}}
 	// The mapped namespaces, and the Namespace objects themselves.
 	var namespaces []string
-	err = eachItem(ctx, dyn.Resource(namespaceGVR), opts.PageSize, func(o *unstructured.Unstructured) error {
+	err = t.list.each(ctx, namespaceGVR, "", func(o *unstructured.Unstructured) error {
 		if _, ok := cfg.TargetNamespace(o.GetName(), o.GetLabels()); !ok {
 			return nil
 		}
 		namespaces = append(namespaces, o.GetName())
 		o.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"})
 		if ok, reason := cfg.Takes(o); !ok {
-			skip(reason)
+			t.skip(reason)
 			return nil
 		}
-		take(policies.Clean(o))
+		t.take(ID{Kind: "Namespace", Name: o.GetName()}, policies.CleanInPlace(o))
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: list namespaces: %w", err)
 	}
 	slices.Sort(namespaces)
-	set.Namespaces = namespaces
 
-	// Every taken namespaced kind in every mapped namespace, in parallel.
-	type job struct {
-		k  kind
-		ns string
-	}
-	jobs := make(chan job)
-	errs := make([]error, opts.Workers)
-	var wg sync.WaitGroup
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for w := range opts.Workers {
-		wg.Go(func() {
-			for j := range jobs {
-				err := eachItem(lctx, dyn.Resource(j.k.gvr).Namespace(j.ns), opts.PageSize, func(o *unstructured.Unstructured) error {
-					o.SetGroupVersionKind(j.k.gvk)
-					if ok, reason := cfg.Takes(o); !ok {
-						skip(reason)
-						return nil
-					}
-					take(policies.Clean(o))
-					return nil
-				})
-				if err != nil && errs[w] == nil {
-					errs[w] = fmt.Errorf("snapshot: list %s in namespace %s: %w", j.k.gvr.GroupResource(), j.ns, err)
-					cancel()
-				}
-			}
-		})
-	}
-feed:
-	for _, k := range kinds {
-		if !k.namespaced || !cfg.TakesKind(k.gvk.Group, k.gvk.Kind) {
-			continue
-		}
-		for _, ns := range namespaces {
-			select {
-			case jobs <- job{k, ns}:
-			case <-lctx.Done():
-				break feed
-			}
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := t.listNamespaced(ctx, kinds, namespaces, encrypt); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-
 	if !encrypt {
-		if err := countExcludedSecrets(ctx, source, namespaces, set); err != nil {
+		if err := countExcludedSecrets(ctx, meta, namespaces, t.skipped); err != nil {
 			return nil, err
 		}
 	}
-	if err := takeCRDs(ctx, dyn, opts.PageSize, cfg, set); err != nil {
+	if err := t.takeCRDs(ctx); err != nil {
 		return nil, err
 	}
-	if encrypt {
-		if err := sealSecrets(ctx, set.Objects, opts); err != nil {
-			return nil, err
-		}
-	}
-	sortObjects(set.Objects)
-	return set, nil
+	return t.result(namespaces), nil
 }
 
-// sortObjects sorts objects by group, kind, namespace and name, reading
-// each ID once: reading it in the comparison made sorting 10,000 objects
-// cost about 0.1 s.
-func sortObjects(objects []*unstructured.Unstructured) {
-	type keyed struct {
-		id ID
-		o  *unstructured.Unstructured
+var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+
+// taking is one Take in progress: the objects taken so far, with their IDs
+// (read once, when the kind is known), and the first error.
+type taking struct {
+	cfg  *policies.SyncConfig
+	opts Options
+	list *lister
+	meta metadata.Interface
+
+	mu      sync.Mutex
+	objects []taken
+	skipped map[string]int
+	err     error
+}
+
+type taken struct {
+	id ID
+	o  *unstructured.Unstructured
+}
+
+func (t *taking) take(id ID, o *unstructured.Unstructured) {
+	t.mu.Lock()
+	t.objects = append(t.objects, taken{id, o})
+	t.mu.Unlock()
+}
+
+func (t *taking) skip(reason string) {
+	t.mu.Lock()
+	t.skipped[reason]++
+	t.mu.Unlock()
+}
+
+// fail keeps the first error and stops the rest of the work through cancel.
+func (t *taking) fail(err error, cancel context.CancelFunc) {
+	t.mu.Lock()
+	if t.err == nil {
+		t.err = err
 	}
-	ks := make([]keyed, len(objects))
-	for i, o := range objects {
-		ks[i] = keyed{idOf(o), o}
+	t.mu.Unlock()
+	cancel()
+}
+
+// listNamespaced lists every taken namespaced kind in every mapped namespace
+// that may hold objects of it, opts.Workers LISTs at a time, and seals the
+// Secrets as they come (see sealing), so that encryption overlaps the LISTs
+// still running instead of following them all. Secrets are listed first for
+// that reason.
+//
+// A kind is first probed, unless only one namespace is mapped (a probe would
+// cost what it could save): see probe. The first probe goes alone, so that a
+// source that grants rights in the mapped namespaces only denies one request
+// per snapshot, after which every kind is listed in every mapped namespace.
+func (t *taking) listNamespaced(ctx context.Context, kinds []kind, namespaces []string, encrypt bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var seal *sealing
+	if encrypt {
+		seal = startSealing(ctx, t.opts, func(err error) { t.fail(err, cancel) })
 	}
-	slices.SortFunc(ks, func(a, b keyed) int {
+	var taken []kind
+	for _, k := range kinds {
+		switch {
+		case !k.namespaced || !t.cfg.TakesKind(k.gvk.Group, k.gvk.Kind):
+		case k.gvk == secretGVK: // first: sealing runs while the rest is listed
+			taken = slices.Insert(taken, 0, k)
+		default:
+			taken = append(taken, k)
+		}
+	}
+
+	slots := make(chan struct{}, t.opts.Workers)
+	acquire := func() bool {
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	release := func() { <-slots }
+	var wg sync.WaitGroup
+	list := func(k kind, ns string) {
+		wg.Go(func() {
+			if !acquire() {
+				return
+			}
+			defer release()
+			err := t.list.each(ctx, k.gvr, ns, func(o *unstructured.Unstructured) error {
+				o.SetGroupVersionKind(k.gvk)
+				if ok, reason := t.cfg.Takes(o); !ok {
+					t.skip(reason)
+					return nil
+				}
+				policies.CleanInPlace(o)
+				t.take(ID{Group: k.gvk.Group, Kind: k.gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()}, o)
+				if seal != nil && k.gvk == secretGVK {
+					seal.add(o)
+				}
+				return nil
+			})
+			if err != nil {
+				t.fail(fmt.Errorf("snapshot: list %s in namespace %s: %w", k.gvr.GroupResource(), ns, err), cancel)
+			}
+		})
+	}
+	// listWhere lists k in the mapped namespaces that hold objects of it,
+	// as a probe found them; in all of them when the probe could not tell.
+	var denied atomic.Bool
+	listWhere := func(k kind, holding map[string]bool, err error) {
+		if apierrors.IsForbidden(err) {
+			denied.Store(true)
+		}
+		for _, ns := range namespaces {
+			if holding == nil || holding[ns] {
+				list(k, ns)
+			}
+		}
+	}
+
+	probing, first := len(namespaces) > 1, true
+	for _, k := range taken {
+		switch {
+		case !probing || k.gvk == secretGVK || denied.Load():
+			listWhere(k, nil, nil)
+		case first:
+			first = false
+			holding, err := t.probe(ctx, k)
+			listWhere(k, holding, err)
+		default:
+			wg.Go(func() {
+				if denied.Load() {
+					listWhere(k, nil, nil)
+					return
+				}
+				if !acquire() {
+					return
+				}
+				holding, err := t.probe(ctx, k)
+				release()
+				listWhere(k, holding, err)
+			})
+		}
+	}
+	wg.Wait()
+	if seal != nil {
+		seal.wait()
+	}
+	return t.err
+}
+
+// probeLimit is how many objects of a kind a probe reads the metadata of.
+const probeLimit = 100
+
+// probe returns the namespaces that hold objects of k, read from one
+// cluster-wide LIST of the metadata of at most probeLimit objects; nil when
+// it cannot tell: the kind has more objects than that, the source does not
+// grant the LIST (with namespace-scoped rights only), or it failed (the
+// LISTs that follow then report what is wrong).
+//
+// Most kinds are empty in most namespaces (about 30 kinds of a bare cluster
+// against the few a namespace uses), and an empty LIST costs about what a
+// small one does: a probe saves the LISTs that would find nothing. An object
+// that exists when the probe is made is in its answer, so nothing that
+// exists throughout the snapshot is missed; one created after its kind's
+// probe may be left out, as one created after its namespace's LIST is.
+//
+// Secrets are never probed: their metadata can carry a value in plaintext
+// (kubectl's last-applied-configuration), and the probe would read it from
+// namespaces that are not mapped.
+func (t *taking) probe(ctx context.Context, k kind) (map[string]bool, error) {
+	list, err := t.meta.Resource(k.gvr).List(ctx, metav1.ListOptions{Limit: probeLimit})
+	if err != nil {
+		return nil, err
+	}
+	if list.Continue != "" {
+		return nil, nil
+	}
+	holding := make(map[string]bool, len(list.Items))
+	for i := range list.Items {
+		holding[list.Items[i].Namespace] = true
+	}
+	return holding, nil
+}
+
+// result sorts the objects taken by group, kind, namespace and name.
+func (t *taking) result(namespaces []string) *Set {
+	slices.SortFunc(t.objects, func(a, b taken) int {
 		return cmp.Or(cmp.Compare(a.id.Group, b.id.Group), cmp.Compare(a.id.Kind, b.id.Kind),
 			cmp.Compare(a.id.Namespace, b.id.Namespace), cmp.Compare(a.id.Name, b.id.Name))
 	})
-	for i := range ks {
-		objects[i] = ks[i].o
+	set := &Set{Objects: make([]*unstructured.Unstructured, len(t.objects)), Skipped: t.skipped, Namespaces: namespaces}
+	for i := range t.objects {
+		set.Objects[i] = t.objects[i].o
 	}
+	return set
 }
 
 // countExcludedSecrets counts the Secrets of the mapped namespaces that
 // `secrets.mode: exclude` leaves out, so that the commit can say how many.
 // It reads their metadata only: no value crosses the wire. Without the right
 // to list Secrets, there is nothing to count and nothing to fail.
-func countExcludedSecrets(ctx context.Context, source *rest.Config, namespaces []string, set *Set) error {
-	mc, err := metadata.NewForConfig(source)
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
+func countExcludedSecrets(ctx context.Context, mc metadata.Interface, namespaces []string, skipped map[string]int) error {
 	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 	for _, ns := range namespaces {
 		list, err := mc.Resource(secrets).Namespace(ns).List(ctx, metav1.ListOptions{})
@@ -250,30 +366,30 @@ func countExcludedSecrets(ctx context.Context, source *rest.Config, namespaces [
 			return fmt.Errorf("snapshot: list secrets in namespace %s: %w", ns, err)
 		}
 		if n := len(list.Items); n > 0 {
-			set.Skipped["secrets-excluded"] += n
+			skipped["secrets-excluded"] += n
 		}
 	}
 	return nil
 }
 
 // takeCRDs adds the CustomResourceDefinitions of the custom objects taken.
-func takeCRDs(ctx context.Context, dyn dynamic.Interface, pageSize int64, cfg *policies.SyncConfig, set *Set) error {
+func (t *taking) takeCRDs(ctx context.Context) error {
 	used := map[schema.GroupKind]bool{}
-	for _, o := range set.Objects {
-		used[o.GroupVersionKind().GroupKind()] = true
+	for _, o := range t.objects {
+		used[schema.GroupKind{Group: o.id.Group, Kind: o.id.Kind}] = true
 	}
-	err := eachItem(ctx, dyn.Resource(crdGVR), pageSize, func(o *unstructured.Unstructured) error {
+	err := t.list.each(ctx, crdGVR, "", func(o *unstructured.Unstructured) error {
 		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
 		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
 		if !used[schema.GroupKind{Group: group, Kind: kind}] {
 			return nil
 		}
 		o.SetGroupVersionKind(schema.GroupVersionKind{Group: crdGVR.Group, Version: "v1", Kind: "CustomResourceDefinition"})
-		if ok, reason := cfg.Takes(o); !ok {
-			set.Skipped[reason]++
+		if ok, reason := t.cfg.Takes(o); !ok {
+			t.skipped[reason]++
 			return nil
 		}
-		set.Objects = append(set.Objects, policies.Clean(o))
+		t.take(ID{Group: crdGVR.Group, Kind: "CustomResourceDefinition", Name: o.GetName()}, policies.CleanInPlace(o))
 		return nil
 	})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -309,17 +425,75 @@ func discoverKinds(disc discovery.DiscoveryInterface) ([]kind, error) {
 	return kinds, nil
 }
 
-// eachItem lists a resource page by page and calls fn with each item.
-func eachItem(ctx context.Context, ri dynamic.ResourceInterface, pageSize int64, fn func(*unstructured.Unstructured) error) error {
-	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		return ri.List(ctx, opts)
-	})
-	p.PageSize = pageSize
-	return p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return fmt.Errorf("unexpected list item %T", obj)
+// lister lists resources page by page, decoding each page once.
+//
+// The dynamic client decodes a page of a LIST into maps twice (the whole
+// list, whose items it then drops, and each item again), after two more
+// passes over the JSON to find the kind and the items: decoding was most of
+// the CPU a snapshot spent, and the machine that runs the apiserver is
+// often the same. Here a page is read as bytes and decoded in one pass into
+// the items, with the same decoder (integers as int64), so each item holds
+// what the dynamic client would give.
+type lister struct {
+	rc       *rest.RESTClient
+	pageSize int64
+}
+
+func newLister(source *rest.Config, pageSize int64) (*lister, error) {
+	cfg := dynamic.ConfigFor(source)
+	cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
+	cfg.GroupVersion = nil
+	cfg.APIPath = "/" // every request names its absolute path
+	rc, err := rest.UnversionedRESTClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &lister{rc: rc, pageSize: pageSize}, nil
+}
+
+// page is what lister reads of one page of a LIST.
+type page struct {
+	Metadata struct {
+		Continue string `json:"continue"`
+	} `json:"metadata"`
+	Items []map[string]any `json:"items"`
+}
+
+// each lists gvr in namespace ns ("" for all, or a cluster-scoped kind)
+// page by page and calls fn with each item.
+func (l *lister) each(ctx context.Context, gvr schema.GroupVersionResource, ns string, fn func(*unstructured.Unstructured) error) error {
+	path := []string{"api", gvr.Version}
+	if gvr.Group != "" {
+		path = []string{"apis", gvr.Group, gvr.Version}
+	}
+	if ns != "" {
+		path = append(path, "namespaces", ns)
+	}
+	path = append(path, gvr.Resource)
+	next := ""
+	for {
+		req := l.rc.Get().AbsPath(path...).Param("limit", strconv.FormatInt(l.pageSize, 10))
+		if next != "" {
+			req = req.Param("continue", next)
 		}
-		return fn(u)
-	})
+		body, err := req.Do(ctx).Raw()
+		if err != nil {
+			return err
+		}
+		var p page
+		if err := utiljson.Unmarshal(body, &p); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		for _, item := range p.Items {
+			if item == nil {
+				return errors.New("decode: null item")
+			}
+			if err := fn(&unstructured.Unstructured{Object: item}); err != nil {
+				return err
+			}
+		}
+		if next = p.Metadata.Continue; next == "" {
+			return nil
+		}
+	}
 }
