@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/storage"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/policies"
@@ -85,7 +88,10 @@ func commit(ctx context.Context, repo *gitstore.Repository, branch string, build
 // holds has been merged there, so that each review starts from what the
 // target follows (people's commits on base included) and shows only new
 // snapshot commits. A branch with commits waiting for review stays where
-// it is: the next snapshot commit adds to the same pull request.
+// it is: the next snapshot commit adds to the same pull request. Merged
+// means by content as well as by history: after a squash or rebase merge
+// the branch's commits are not in base, but what they wrote is
+// (mergedByContent), and the branch starts again from base.
 func startBranch(ctx context.Context, repo *gitstore.Repository, branch, base string) error {
 	baseTip, err := repo.Resolve(ctx, base)
 	if err != nil {
@@ -104,7 +110,15 @@ func startBranch(ctx context.Context, repo *gitstore.Repository, branch, base st
 			return err
 		}
 		if waiting > 0 {
-			return nil
+			merged, err := mergedByContent(ctx, repo, baseTip, tip)
+			if err != nil || !merged {
+				return err
+			}
+			_, err = repo.ResetBranch(ctx, branch, tip, baseTip.String())
+			if errors.Is(err, storage.ErrReferenceHasChanged) {
+				return nil // moved meanwhile: it has commits of its own now
+			}
+			return err
 		}
 	}
 	_, err = repo.FastForward(ctx, branch, baseTip.String())
@@ -112,6 +126,36 @@ func startBranch(ctx context.Context, repo *gitstore.Repository, branch, base st
 		return nil // moved meanwhile: it has commits of its own now
 	}
 	return err
+}
+
+// mergedByContent reports whether base holds everything the snapshot
+// commits of a review branch (tip) wrote: the same snapshots/ tree and the
+// same generated overlays. A snapshot commit writes nothing else. When
+// base changed those files again since, it says no: the branch stays, as
+// if it still waited.
+func mergedByContent(ctx context.Context, repo *gitstore.Repository, base, tip plumbing.Hash) (bool, error) {
+	a, err := repo.TreeHash(ctx, base.String(), gitstore.SnapshotsDir)
+	if err != nil {
+		return false, err
+	}
+	b, err := repo.TreeHash(ctx, tip.String(), gitstore.SnapshotsDir)
+	if err != nil || a != b {
+		return false, err
+	}
+	generated := func(rev plumbing.Hash) (map[string]plumbing.Hash, error) {
+		files, err := repo.Files(ctx, rev.String(), "overlays")
+		maps.DeleteFunc(files, func(path string, _ plumbing.Hash) bool { return !strings.Contains(path, "/generated/") })
+		return files, err
+	}
+	ga, err := generated(base)
+	if err != nil {
+		return false, err
+	}
+	gb, err := generated(tip)
+	if err != nil {
+		return false, err
+	}
+	return maps.Equal(ga, gb), nil
 }
 
 // Rollback reverts commit rev on the followed branch (opts.Ref) and

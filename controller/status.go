@@ -54,7 +54,8 @@ type Status struct {
 type ReviewStatus struct {
 	Branch string `json:"branch"`
 	// Waiting counts the commits of Branch that the followed ref does not
-	// hold: snapshot commits waiting for a person to merge them.
+	// hold: snapshot commits waiting for a person to merge them. None when
+	// the followed ref holds what they wrote (a squash or rebase merge).
 	Waiting int `json:"waiting"`
 
 	tip string // "": the branch does not exist yet
@@ -132,6 +133,19 @@ func reviewStatus(ctx context.Context, opts ApplyOptions, st *Status) error {
 	}
 	st.Review.tip = tip.String()
 	st.Review.Waiting, err = opts.Repo.Count(ctx, st.Branch, tip.String())
+	if err != nil || st.Review.Waiting == 0 {
+		return err
+	}
+	// Squash- or rebase-merged: the commits are not in the branch, what
+	// they wrote is; the next snapshot starts the review branch again.
+	base, err := opts.Repo.Resolve(ctx, st.Branch)
+	if err != nil {
+		return err
+	}
+	merged, err := mergedByContent(ctx, opts.Repo, base, tip)
+	if merged {
+		st.Review.Waiting = 0
+	}
 	return err
 }
 

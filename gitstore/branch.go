@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/storage"
 )
 
 // IsURL reports whether location names a remote (https://, http://, ssh://,
@@ -109,6 +110,44 @@ func (r *Repository) reachable(ctx context.Context, h plumbing.Hash, visit func(
 		queue = append(queue, c.ParentHashes...)
 	}
 	return seen, nil
+}
+
+// ResetBranch points branch at the commit rev names, whatever it holds,
+// but only if it is still at expect (the zero hash: it does not exist);
+// otherwise the error wraps storage.ErrReferenceHasChanged. It is for a
+// branch whose commits are known to be in rev by content — squash-merged,
+// say — so that dropping them loses nothing. The work tree follows as for
+// FastForward. It does not push.
+func (r *Repository) ResetBranch(ctx context.Context, branch string, expect plumbing.Hash, rev string) (plumbing.Hash, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: reset %s to %s: %w", branch, rev, err) }
+	name, err := branchRef(branch)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	to, err := r.Resolve(ctx, rev)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, err := r.tip(name)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	var at plumbing.Hash
+	if cur != nil {
+		at = cur.Hash()
+	}
+	if at != expect {
+		return plumbing.ZeroHash, fail(fmt.Errorf("%s is at %s, not %s: %w", branch, at, expect, storage.ErrReferenceHasChanged))
+	}
+	if at == to {
+		return to, nil
+	}
+	if err := r.moveAndCheckout(ctx, name, cur, to); err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	return to, nil
 }
 
 // ErrNotFastForward is returned (wrapped) by FastForward when the branch

@@ -28,8 +28,11 @@ func describe(id ObjectID) string {
 	return s + "/" + id.Name
 }
 
+// SnapshotsDir is the directory of every source's snapshot (SnapshotPrefix).
+const SnapshotsDir = "snapshots"
+
 const (
-	snapshotsDir = "snapshots/"
+	snapshotsDir = SnapshotsDir + "/"
 	clusterScope = "_cluster" // not a DNS label, so it cannot collide with a namespace
 	objectExt    = ".yaml"
 )

@@ -292,3 +292,33 @@ func splitPath(p string) (dir, base string) {
 	}
 	return p[:i], p[i+1:]
 }
+
+// TreeHash returns the hash of the tree of directory dir in the commit rev
+// names; the zero hash when there is no such directory. Two commits with
+// the same TreeHash of a directory hold the same files under it, whatever
+// their histories: a squash or a rebase merge leaves it as it was.
+func (r *Repository) TreeHash(ctx context.Context, rev, dir string) (plumbing.Hash, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: tree of %q at %s: %w", dir, rev, err) }
+	p, err := cleanPrefix(dir)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	root, err := r.resolveTree(ctx, rev)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	if p == "" {
+		return root, nil
+	}
+	parent, base := splitPath(strings.TrimSuffix(p, "/"))
+	entries, err := r.subtree(ctx, root, parent)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
+	}
+	if e, ok := findEntry(entries, base); ok && e.Mode == filemode.Dir {
+		return e.Hash, nil
+	}
+	return plumbing.ZeroHash, nil
+}
