@@ -374,4 +374,23 @@ func TestRemoteReview(t *testing.T) {
 	require.Equal(t, "red", targetColor(t, dst), "applied once merged")
 	out = cli(t, append([]string{"status", "-o", "json"}, r.flags(t, "b")...)...)
 	require.Contains(t, out, `"waiting": 0`)
+
+	// A squash merge, then the branch deleted on the server, as forges
+	// offer: nothing waits, and the next pull request holds only the next
+	// snapshot.
+	setSourceColor(t, ns, "green")
+	cli(t, append([]string{"sync", "--no-volumes"}, r.flags(t, "a")...)...)
+	gitserver.Git(t, person, "fetch", "--quiet", "origin")
+	gitserver.Git(t, person, "merge", "--quiet", "--squash", "origin/snapshots/prod")
+	gitserver.Git(t, person, "commit", "--quiet", "-m", "squash the snapshot")
+	gitserver.Git(t, person, "push", "--quiet", "origin", "main", ":snapshots/prod")
+	out = cli(t, append([]string{"status", "-o", "json"}, r.flags(t, "a")...)...)
+	require.Contains(t, out, `"waiting": 0`, "squash-merged")
+	cli(t, append([]string{"apply"}, r.flags(t, "b")...)...)
+	require.Equal(t, "green", targetColor(t, dst), "applied once squash-merged")
+	setSourceColor(t, ns, "yellow")
+	cli(t, append([]string{"sync", "--no-volumes"}, r.flags(t, "a")...)...)
+	require.Equal(t, "1", strings.TrimSpace(r.serverGit(t, "rev-list", "--count", "main..snapshots/prod")), "only the new snapshot waits")
+	out = cli(t, append([]string{"status", "-o", "json"}, r.flags(t, "b")...)...)
+	require.Contains(t, out, `"waiting": 1`)
 }
