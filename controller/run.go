@@ -48,7 +48,7 @@ const (
 
 // Defaults of RunOptions.
 const (
-	DefaultDebounce      = time.Second
+	DefaultDebounce      = 250 * time.Millisecond
 	DefaultResyncPeriod  = 10 * time.Minute
 	DefaultRefPollPeriod = 30 * time.Second
 )
@@ -87,7 +87,9 @@ type RunOptions struct {
 	LeaseDuration time.Duration
 
 	// Debounce bounds how long a change of the source waits for its
-	// commit in continuous mode; default DefaultDebounce. See doc.go.
+	// commit in continuous mode: a batch of changes is committed when
+	// events pause for Debounce/10, or when its first change has waited
+	// Debounce; default DefaultDebounce. See doc.go.
 	Debounce time.Duration
 	// ResyncPeriod is the period of the full snapshot (and forced apply)
 	// of continuous mode; default DefaultResyncPeriod.
@@ -202,6 +204,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 			opts: opts, log: log, m: m, h: h, kube: kube,
 			mode:      cmp.Or(string(mode), "manual"),
 			applyKick: make(chan struct{}, 1),
+			lagStatus: make(chan lagStatus, 1),
 		}
 		r.volumes = newCoalescer(r.runVolumes, m.volumesSkipped)
 		r.run(ctx, sched, loc)
@@ -241,11 +244,25 @@ type runner struct {
 	applyMu     sync.Mutex
 	lastApplied plumbing.Hash
 	applier     *applier // made by the first apply of the term
+	// lastFull is the last commit whose whole set was applied, in an
+	// apply that started at lastFullStart.
+	lastFull      plumbing.Hash
+	lastFullStart time.Time
 
 	volumes *coalescer
 
 	lagMu      sync.Mutex
 	lagPending []lagEntry
+	// lagStatus holds the newest lag to write to the target, for
+	// statusLoop: the write is off the apply loop's path.
+	lagStatus chan lagStatus
+}
+
+// lagStatus is the worst lag of the changes of an apply.
+type lagStatus struct {
+	commit plumbing.Hash
+	lag    time.Duration
+	at     time.Time
 }
 
 // lagEntry is a continuous commit and when the source events of its
@@ -266,6 +283,7 @@ func (r *runner) run(ctx context.Context, sched cron.Schedule, loc *time.Locatio
 	var wg sync.WaitGroup
 	wg.Go(func() { r.applyLoop(ctx) })
 	wg.Go(func() { r.volumes.loop(ctx) })
+	wg.Go(func() { r.statusLoop(ctx) })
 	wg.Go(func() { r.watchRefs(ctx) })
 	if r.mode != string(policies.ReplicationModeContinuous) {
 		// Continuous mode applies after its first full snapshot.
@@ -320,7 +338,7 @@ func (r *runner) cycle(ctx context.Context) error {
 		r.m.cycles.WithLabelValues(r.mode, "error").Inc()
 		return err
 	}
-	if err := r.applyTip(ctx, false); err != nil {
+	if err := r.applyTip(ctx, time.Time{}); err != nil {
 		r.m.cycles.WithLabelValues(r.mode, "error").Inc()
 		return err
 	}
@@ -451,7 +469,7 @@ func (r *runner) applyLoop(ctx context.Context) {
 		case <-poll.C:
 		case <-retry.C:
 		}
-		err := r.applyTip(ctx, false)
+		err := r.applyTip(ctx, time.Time{})
 		if ctx.Err() != nil {
 			return
 		}
@@ -475,8 +493,12 @@ func (r *runner) applyGrace() time.Duration {
 }
 
 // applyTip applies the commit at the followed ref, unless the target holds
-// it already (force: apply anyway, correcting drift).
-func (r *runner) applyTip(ctx context.Context, force bool) error {
+// it already. A non-zero forced (the time a full resync started) applies
+// the whole set anyway, correcting drift — unless an apply of the whole
+// set of that very commit started since then: at the start of a term, the
+// apply loop's first apply of the resync's commit is one (and the second
+// would list and compare every object again for nothing).
+func (r *runner) applyTip(ctx context.Context, forced time.Time) error {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	commit, err := r.opts.Repo.Resolve(ctx, r.opts.Ref)
@@ -484,7 +506,9 @@ func (r *runner) applyTip(ctx context.Context, force bool) error {
 		r.m.errors.WithLabelValues(stageApply).Inc()
 		return err
 	}
-	if commit.IsZero() || !force && commit == r.lastApplied {
+	force := !forced.IsZero()
+	if commit.IsZero() || !force && commit == r.lastApplied ||
+		force && commit == r.lastFull && !r.lastFullStart.Before(forced) {
 		return nil
 	}
 	log := r.log.With("commit", commit.String())
@@ -521,6 +545,9 @@ func (r *runner) applyTip(ctx context.Context, force bool) error {
 		return fmt.Errorf("commit %s: apply: %w", commit, err)
 	}
 	r.lastApplied = commit
+	if !incremental {
+		r.lastFull, r.lastFullStart = commit, start
+	}
 	r.m.lastSuccess.SetToCurrentTime()
 	counts := res.Counts()
 	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond), "incremental", incremental,
@@ -592,8 +619,33 @@ func (r *runner) observeLag(ctx context.Context, applied plumbing.Hash) {
 	}
 	r.lagPending = kept
 	r.lagMu.Unlock()
-	if worst > 0 {
-		r.writeStatus(ctx, applied, worst, now)
+	if worst == 0 {
+		return
+	}
+	// The newest replaces one not yet written: the apply loop goes on.
+	for st := (lagStatus{applied, worst, now}); ; {
+		select {
+		case r.lagStatus <- st:
+			return
+		default:
+		}
+		select {
+		case <-r.lagStatus:
+		default:
+		}
+	}
+}
+
+// statusLoop writes to the target the lag that observeLag hands it (the
+// newest, when several came during a write).
+func (r *runner) statusLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-r.lagStatus:
+			r.writeStatus(ctx, st.commit, st.lag, st.at)
+		}
 	}
 }
 

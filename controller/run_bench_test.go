@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,7 +41,8 @@ import (
 // records when each value arrives. It reports p50 and p99 of each, in
 // seconds, and the process's peak and current RSS (VmHWM, VmRSS) in MiB:
 // the controller, its informers on the 10,000 objects, and the test's own
-// small share. Run it with
+// small share; also the peak RSS at the end of the warm-up, and the live
+// heap after a collection at the end. Run it with
 //
 //	go test -run '^$' -bench BenchmarkContinuousLag -benchtime 1x ./controller/
 func BenchmarkContinuousLag(b *testing.B) {
@@ -72,6 +75,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 		b.Fatal(err)
 	}
 	arrivals := watchArrivals(b)
+	peakProfile(b)
 	reg := prometheus.NewRegistry()
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -127,6 +131,8 @@ func BenchmarkContinuousLag(b *testing.B) {
 		}
 	}
 	b.Logf("warm-up (full snapshot and first apply of %d objects, then one change): %v", benchObjects, time.Since(start).Round(time.Millisecond))
+	warmHWM, _ := residentMiB(b)
+	stopProfile := steadyProfile(b)
 
 	b.ResetTimer()
 	var single []time.Duration
@@ -156,8 +162,21 @@ func BenchmarkContinuousLag(b *testing.B) {
 		burst = append(burst, at.Sub(t0))
 	}
 	b.StopTimer()
+	stopProfile()
 
 	hwm, rss := residentMiB(b)
+	// The live heap of the steady state (the controller still runs): what a
+	// memory limit (GOMEMLIMIT, dr-syncer run --memory-limit) must leave
+	// room for, or the garbage collector runs all the time.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if path := os.Getenv("DR_SYNCER_BENCH_HEAPPROFILE"); path != "" {
+		if f, err := os.Create(path + ".steady"); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	report := func(name string, d []time.Duration) {
 		slices.Sort(d)
 		p50, p99 := d[len(d)*50/100], d[min(len(d)-1, len(d)*99/100)]
@@ -168,8 +187,73 @@ func BenchmarkContinuousLag(b *testing.B) {
 	report("single", single)
 	report("burst50", burst)
 	b.ReportMetric(hwm, "VmHWM-MiB")
+	b.ReportMetric(warmHWM, "warmup-VmHWM-MiB")
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MiB")
 	b.ReportMetric(rss, "VmRSS-MiB")
 	b.ReportMetric(metric(b, reg, "dr_syncer_commits_total", "mode", "continuous"), "commits")
+}
+
+// steadyProfile writes a CPU profile of the measured part (the changes,
+// not the warm-up) to $DR_SYNCER_BENCH_CPUPROFILE when it is set; the
+// function it returns stops it.
+func steadyProfile(b *testing.B) func() {
+	path := os.Getenv("DR_SYNCER_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Logf("no CPU profile of the changes: %v", err) // -cpuprofile is on
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// peakProfile, when $DR_SYNCER_BENCH_HEAPPROFILE is set, follows the
+// process's peak RSS (VmHWM) until the benchmark ends: each time it grew
+// by 32 MiB or more it prints it and writes a heap profile (in-use memory
+// as of the last GC) to the path and a sequence number; the benchmark
+// writes one of the steady state to the path and ".steady" at its end.
+func peakProfile(b *testing.B) {
+	path := os.Getenv("DR_SYNCER_BENCH_HEAPPROFILE")
+	if path == "" {
+		return
+	}
+	ctx := b.Context()
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		last, n := 0.0, 0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			hwm, rss := residentMiB(b)
+			if hwm < last+32 {
+				continue
+			}
+			last = hwm
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(os.Stderr, "peak %6.1fs: VmHWM %.0f MiB, VmRSS %.0f MiB, heap in use %d MiB, heap objects %d MiB, next GC %d MiB\n", time.Since(start).Seconds(), hwm, rss,
+				ms.HeapInuse>>20, ms.HeapAlloc>>20, ms.NextGC>>20)
+			n++
+			if f, err := os.Create(fmt.Sprintf("%s.%02d", path, n)); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	}()
 }
 
 // benchLogLevel is the controller's log level in the benchmark: warnings,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,11 +19,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/internal/testcluster"
 	"github.com/dr-syncer/dr-syncer/render"
+	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
 // runFixture is a source namespace mapped to itself, a repository with the
@@ -426,4 +431,136 @@ func TestRunAppliesPersonCommit(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	}, 10*time.Second, 50*time.Millisecond, "the revert is applied: extra pruned")
 	require.Equal(t, "1", targetValue(f.ns, "keep-0"))
+}
+
+// regenSource is an object set as a snapshot.Watcher serves it to
+// regenerate.
+type regenSource map[snapshot.ID]*unstructured.Unstructured
+
+func (s regenSource) Objects() ([]*unstructured.Unstructured, error) {
+	return slices.Collect(maps.Values(s)), nil
+}
+
+func (s regenSource) ObjectsIn(namespaces ...string) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	sampled := map[string]bool{}
+	for _, id := range slices.SortedFunc(maps.Keys(s), compareIDs) {
+		switch {
+		case id.Namespace == "", slices.Contains(namespaces, id.Namespace):
+		case !sampled[id.Namespace]:
+			sampled[id.Namespace] = true
+		default:
+			continue
+		}
+		out = append(out, s[id])
+	}
+	return out, nil
+}
+
+// TestRegenerate: the generated overlay that regenerate derives from the
+// last one and the changes is the one render.Generate makes of the whole
+// set, change after change: objects with and without patches, added,
+// modified and removed, a namespace reference to another (renamed)
+// namespace, a namespace directory that goes, a Namespace that changes.
+func TestRegenerate(t *testing.T) {
+	cfg := decodeConfig(t, `apiVersion: dr-syncer.io/v1alpha1
+kind: SyncConfig
+metadata: {name: regen}
+spec:
+  source: {name: prod}
+  target: {name: dr}
+  namespaces:
+  - {source: a, target: a-dr}
+  - {source: b, target: b-dr}
+  - {source: c}
+  secrets: {mode: exclude}
+  storageClasses:
+  - {source: fast, target: standard}
+`)
+	obj := func(yamlText string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{}
+		require.NoError(t, sigsyaml.Unmarshal([]byte(yamlText), &u.Object))
+		return u
+	}
+	idOf := func(u *unstructured.Unstructured) snapshot.ID {
+		gvk := u.GroupVersionKind()
+		return snapshot.ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+	}
+	configMap := func(ns, name, v string) *unstructured.Unstructured {
+		return obj(fmt.Sprintf("{apiVersion: v1, kind: ConfigMap, metadata: {namespace: %s, name: %s}, data: {v: %q}}", ns, name, v))
+	}
+	deployment := func(ns, name string, replicas int) *unstructured.Unstructured {
+		return obj(fmt.Sprintf(`{apiVersion: apps/v1, kind: Deployment, metadata: {namespace: %s, name: %s},
+  spec: {replicas: %d, selector: {matchLabels: {app: %[2]s}}, template: {metadata: {labels: {app: %[2]s}},
+  spec: {containers: [{name: c, image: nginx}]}}}}`, ns, name, replicas))
+	}
+	roleBinding := func(ns, name, subjectNS string) *unstructured.Unstructured {
+		return obj(fmt.Sprintf(`{apiVersion: rbac.authorization.k8s.io/v1, kind: RoleBinding, metadata: {namespace: %s, name: %s},
+  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view},
+  subjects: [{kind: ServiceAccount, name: default, namespace: %s}]}`, ns, name, subjectNS))
+	}
+	namespace := func(name, label string) *unstructured.Unstructured {
+		return obj(fmt.Sprintf("{apiVersion: v1, kind: Namespace, metadata: {name: %s, labels: {team: %q}}}", name, label))
+	}
+	src := regenSource{}
+	for _, o := range []*unstructured.Unstructured{
+		namespace("a", "x"), namespace("b", "x"), namespace("c", "x"),
+		configMap("a", "one", "1"), configMap("b", "one", "1"), configMap("c", "one", "1"),
+		deployment("a", "web", 3),
+		roleBinding("c", "view-a", "a"),
+		obj(`{apiVersion: v1, kind: PersistentVolumeClaim, metadata: {namespace: b, name: data},
+  spec: {storageClassName: fast, accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}`),
+	} {
+		src[idOf(o)] = o
+	}
+	all, err := src.Objects()
+	require.NoError(t, err)
+	prev, err := render.Generate(cfg, all)
+	require.NoError(t, err)
+
+	for _, step := range []struct {
+		name   string
+		put    []*unstructured.Unstructured
+		remove []snapshot.ID
+	}{
+		{name: "an object without a patch", put: []*unstructured.Unstructured{configMap("a", "one", "2")}},
+		{name: "a patched object changes", put: []*unstructured.Unstructured{deployment("a", "web", 5)}},
+		{name: "a patched object comes", put: []*unstructured.Unstructured{deployment("c", "api", 2), configMap("b", "two", "1")}},
+		{name: "a reference to another namespace", put: []*unstructured.Unstructured{roleBinding("c", "view-a", "b")}},
+		{name: "a patched object goes", remove: []snapshot.ID{{Group: "apps", Kind: "Deployment", Namespace: "a", Name: "web"}}},
+		{name: "objects without patches go", remove: []snapshot.ID{{Kind: "ConfigMap", Namespace: "b", Name: "one"}, {Kind: "ConfigMap", Namespace: "b", Name: "two"}}},
+		{name: "a namespace directory goes", remove: []snapshot.ID{
+			{Kind: "ConfigMap", Namespace: "c", Name: "one"},
+			{Group: "apps", Kind: "Deployment", Namespace: "c", Name: "api"},
+			{Group: "rbac.authorization.k8s.io", Kind: "RoleBinding", Namespace: "c", Name: "view-a"},
+		}},
+		{name: "a namespace directory comes", put: []*unstructured.Unstructured{configMap("c", "one", "1")}},
+		{name: "a Namespace changes", put: []*unstructured.Unstructured{namespace("a", "y")}},
+	} {
+		changed := map[snapshot.ID]*unstructured.Unstructured{}
+		for _, o := range step.put {
+			src[idOf(o)] = o
+			changed[idOf(o)] = o
+		}
+		for _, id := range step.remove {
+			delete(src, id)
+			changed[id] = nil
+		}
+		got, err := regenerate(cfg, src, prev, changed)
+		require.NoError(t, err, step.name)
+		all, err := src.Objects()
+		require.NoError(t, err)
+		want, err := render.Generate(cfg, all)
+		require.NoError(t, err, step.name)
+		require.Equal(t, stringsOf(want), stringsOf(got), step.name)
+		prev = got
+	}
+}
+
+func stringsOf(files map[string][]byte) map[string]string {
+	out := make(map[string]string, len(files))
+	for k, v := range files {
+		out[k] = string(v)
+	}
+	return out
 }

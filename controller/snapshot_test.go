@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/base64"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/policies"
 	"github.com/dr-syncer/dr-syncer/render"
 )
 
@@ -403,4 +405,41 @@ func assertNoPlaintext(t *testing.T, dir string, plaintexts ...string) {
 			require.NotContains(t, all, form, "a git object holds a Secret's plaintext")
 		}
 	}
+}
+
+// TestGenerateReusesUnchanged: the generated overlay of the same mapping and
+// objects is the previous one, not generated again; another mapping, or
+// changed objects, give what render.Generate gives.
+func TestGenerateReusesUnchanged(t *testing.T) {
+	id, _ := testKeys(t)
+	text := fmt.Sprintf(goldenConfig, id.Recipient())
+	text = strings.Replace(text, "source: {name: prod}", "source: {name: generate-cache}", 1)
+	cfg := decodeConfig(t, text)
+	deployment := func(replicas int64) []*unstructured.Unstructured {
+		return []*unstructured.Unstructured{
+			{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "golden-shop"}}},
+			{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
+				"metadata": map[string]any{"name": "web", "namespace": "golden-shop"}, "spec": map[string]any{"replicas": replicas}}},
+		}
+	}
+	gen := func(cfg *policies.SyncConfig, objects []*unstructured.Unstructured) map[string][]byte {
+		t.Helper()
+		_, fp, err := encodeSet(cfg.Spec.Source.Name, objects)
+		require.NoError(t, err)
+		files, err := generate(cfg, objects, fp)
+		require.NoError(t, err)
+		want, err := render.Generate(cfg, objects)
+		require.NoError(t, err)
+		require.Equal(t, want, files)
+		return files
+	}
+	first := gen(cfg, deployment(3))
+	again := gen(cfg, deployment(3))
+	require.Equal(t, reflect.ValueOf(first).Pointer(), reflect.ValueOf(again).Pointer(), "the same mapping and objects: the previous files")
+
+	changed := gen(cfg, deployment(4))
+	require.NotEqual(t, reflect.ValueOf(again).Pointer(), reflect.ValueOf(changed).Pointer())
+	other := decodeConfig(t, strings.Replace(text, "target: golden-shop-dr", "target: golden-shop-standby", 1))
+	remapped := gen(other, deployment(4))
+	require.NotEqual(t, changed, remapped, "another mapping: generated again")
 }

@@ -32,8 +32,10 @@ import (
 //
 // Every object goes through the same filter (policies.Takes), cleaning
 // (policies.Clean) and sealing as in Take. The caches hold the cleaned
-// objects, not the live ones (no managedFields, no status): what changes in
-// the source and not in the snapshot costs a comparison, not memory.
+// objects, not the live ones (no managedFields, no status), and the
+// namespaced ones encoded as JSON (see compact): what changes in the source
+// and not in the snapshot costs a comparison, not memory, and 10,000
+// objects cost about half what they would as maps.
 type Watcher struct {
 	cfg      *policies.SyncConfig
 	dyn      dynamic.Interface
@@ -68,6 +70,15 @@ type informer struct {
 // taken (labelled dr-syncer.io/ignore, excluded...): its going from taken to
 // not taken is a change like a removal.
 const notTakenKey = "dr-syncer.io/not-taken"
+
+// compactKey holds, in a cache's copy of a taken namespaced object, the
+// cleaned object encoded as JSON (without its resourceVersion); the copy's
+// other fields are its identity and resourceVersion, which the informer
+// reads. As nested maps, a cleaned object takes two to three times the
+// bytes of its JSON, and the caches hold every object of the mapped
+// namespaces for the life of the process; the few read at each commit are
+// decoded then.
+const compactKey = "dr-syncer.io/compact"
 
 // Watch starts watching the source for cfg. onChange is called, from the
 // informers' goroutines, with the object that changed (or appeared, or went)
@@ -151,11 +162,10 @@ func (w *Watcher) HasSynced() bool {
 // cleaned and, for a Secret, sealed (opts.Sealer, opts.Previous) — or nil
 // when the source does not have it or the snapshot would not take it.
 func (w *Watcher) Object(ctx context.Context, id ID, opts Options) (*unstructured.Unstructured, error) {
-	o := w.object(id)
-	if o == nil {
-		return nil, nil
+	o, err := w.object(id)
+	if o == nil || err != nil {
+		return nil, err
 	}
-	o = o.DeepCopy()
 	o.SetResourceVersion("")
 	if id.Group == "" && id.Kind == "Secret" {
 		if opts.Sealer == nil {
@@ -170,24 +180,68 @@ func (w *Watcher) Object(ctx context.Context, id ID, opts Options) (*unstructure
 
 // Objects returns every object the watcher holds, as Take would (sorted,
 // CRDs only when one of their custom objects is taken), but cleaned and not
-// sealed, and shared with the caches: the caller must not modify them.
-// They are meant for render.Generate, which reads no Secret value.
-func (w *Watcher) Objects() []*unstructured.Unstructured {
-	var out []*unstructured.Unstructured
+// sealed. They are meant for render.Generate, which reads no Secret value.
+func (w *Watcher) Objects() ([]*unstructured.Unstructured, error) {
+	out, err := w.objects(nil, true)
+	if err != nil {
+		return nil, err
+	}
+	sortObjects(out)
+	return out, nil
+}
+
+// ObjectsIn returns, as Objects does, the objects of the given mapped
+// namespaces and the cluster-scoped objects (Namespaces, used CRDs), and
+// only one object of each other mapped namespace that holds any: every
+// namespace of the set is seen, at the cost of the namespaces asked for.
+// Unsorted. What render.Generate needs to produce the files of those
+// namespaces as from Objects, at a fraction of the cost.
+func (w *Watcher) ObjectsIn(namespaces ...string) ([]*unstructured.Unstructured, error) {
+	in := make(map[string]bool, len(namespaces))
+	for _, ns := range namespaces {
+		in[ns] = true
+	}
+	return w.objects(in, false)
+}
+
+// objects returns the taken objects of the namespaces in (all of them when
+// all), one of each other mapped namespace, and the cluster-scoped ones.
+func (w *Watcher) objects(in map[string]bool, all bool) ([]*unstructured.Unstructured, error) {
+	var out, stored []*unstructured.Unstructured
 	used := map[schema.GroupKind]bool{}
+	sampled := map[string]bool{}
 	w.mu.Lock()
 	for k, i := range w.informers {
 		if !w.mapped[k.ns] {
 			continue
 		}
+		every := all || in[k.ns]
 		for _, item := range i.inf.GetStore().List() {
-			if u, ok := item.(*unstructured.Unstructured); ok && u.Object[notTakenKey] == nil {
-				out = append(out, u)
-				used[k.gk] = true
+			u, ok := item.(*unstructured.Unstructured)
+			if !ok || u.Object[notTakenKey] != nil {
+				continue
 			}
+			used[k.gk] = true
+			if every {
+				stored = append(stored, u)
+				continue
+			}
+			if !sampled[k.ns] {
+				sampled[k.ns] = true
+				stored = append(stored, u)
+			}
+			break // this kind is used: enough
 		}
 	}
 	w.mu.Unlock()
+	out = make([]*unstructured.Unstructured, 0, len(stored))
+	for _, u := range stored {
+		o, err := expand(u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
 	for _, item := range w.namespaces.GetStore().List() {
 		if u := w.takeCluster(item, true, nil); u != nil {
 			out = append(out, u)
@@ -198,56 +252,71 @@ func (w *Watcher) Objects() []*unstructured.Unstructured {
 			out = append(out, u)
 		}
 	}
-	slices.SortFunc(out, func(a, b *unstructured.Unstructured) int {
-		ia, ib := idOf(a), idOf(b)
-		return cmp.Or(cmp.Compare(ia.Group, ib.Group), cmp.Compare(ia.Kind, ib.Kind),
-			cmp.Compare(ia.Namespace, ib.Namespace), cmp.Compare(ia.Name, ib.Name))
-	})
-	return out
+	return out, nil
 }
 
-// object finds id in the caches: the cleaned object, or nil.
-func (w *Watcher) object(id ID) *unstructured.Unstructured {
+// sortObjects sorts as Take does: by group, kind, namespace and name.
+func sortObjects(objs []*unstructured.Unstructured) {
+	type keyed struct {
+		id ID
+		o  *unstructured.Unstructured
+	}
+	ks := make([]keyed, len(objs))
+	for i, o := range objs {
+		ks[i] = keyed{idOf(o), o}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		return cmp.Or(cmp.Compare(a.id.Group, b.id.Group), cmp.Compare(a.id.Kind, b.id.Kind),
+			cmp.Compare(a.id.Namespace, b.id.Namespace), cmp.Compare(a.id.Name, b.id.Name))
+	})
+	for i := range ks {
+		objs[i] = ks[i].o
+	}
+}
+
+// object finds id in the caches: the cleaned object (a copy of the
+// cache's), or nil.
+func (w *Watcher) object(id ID) (*unstructured.Unstructured, error) {
 	gk := schema.GroupKind{Group: id.Group, Kind: id.Kind}
 	switch {
 	case gk == namespaceGK:
 		item, ok, _ := w.namespaces.GetStore().GetByKey(id.Name)
 		if !ok {
-			return nil
+			return nil, nil
 		}
-		return w.takeCluster(item, true, nil)
+		return w.takeCluster(item, true, nil), nil
 	case gk == crdGK:
 		item, ok, _ := w.crds.GetStore().GetByKey(id.Name)
 		if !ok {
-			return nil
+			return nil, nil
 		}
 		u, _ := item.(*unstructured.Unstructured)
 		if u == nil {
-			return nil
+			return nil, nil
 		}
 		group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
 		kind, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
 		if !w.used(schema.GroupKind{Group: group, Kind: kind}) {
-			return nil
+			return nil, nil
 		}
-		return w.takeCluster(item, false, nil)
+		return w.takeCluster(item, false, nil), nil
 	}
 	w.mu.Lock()
 	i := w.informers[informerKey{gk, id.Namespace}]
 	mapped := w.mapped[id.Namespace]
 	w.mu.Unlock()
 	if i == nil || !mapped {
-		return nil
+		return nil, nil
 	}
 	item, ok, _ := i.inf.GetStore().GetByKey(id.Namespace + "/" + id.Name)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	u, _ := item.(*unstructured.Unstructured)
 	if u == nil || u.Object[notTakenKey] != nil {
-		return nil
+		return nil, nil
 	}
-	return u
+	return expand(u)
 }
 
 var (
@@ -521,6 +590,11 @@ func (w *Watcher) stopLocked(key informerKey, i *informer) []ID {
 // take is what the cache keeps of a live object: the object as the snapshot
 // takes it, or a small stand-in when the snapshot leaves it out.
 func (w *Watcher) take(u *unstructured.Unstructured) *unstructured.Unstructured {
+	if u.Object[compactKey] != nil || u.Object[notTakenKey] != nil {
+		// Taken already: the informer may transform an object twice (the
+		// items of a list through a temporary store).
+		return u
+	}
 	rv := u.GetResourceVersion()
 	if ok, reason := w.cfg.Takes(u); !ok {
 		s := &unstructured.Unstructured{Object: map[string]any{notTakenKey: reason}}
@@ -531,10 +605,41 @@ func (w *Watcher) take(u *unstructured.Unstructured) *unstructured.Unstructured 
 		return s
 	}
 	c := policies.Clean(u)
-	// The informer compares resourceVersions after a relist to tell real
-	// updates from replays: keep it in the cache, drop it when handed out.
-	c.SetResourceVersion(rv)
-	return c
+	c.SetResourceVersion("")
+	data, err := c.MarshalJSON()
+	if err != nil {
+		// Not JSON (cannot be, coming from the apiserver): kept as maps.
+		c.SetResourceVersion(rv)
+		return c
+	}
+	return compact(c, rv, data)
+}
+
+// compact is the cache's copy of the cleaned object c: its identity, the
+// resourceVersion rv (the informer compares resourceVersions after a
+// relist to tell real updates from replays) and data, c encoded as JSON.
+func compact(c *unstructured.Unstructured, rv string, data []byte) *unstructured.Unstructured {
+	s := &unstructured.Unstructured{Object: map[string]any{compactKey: string(data)}}
+	s.SetAPIVersion(c.GetAPIVersion())
+	s.SetKind(c.GetKind())
+	s.SetNamespace(c.GetNamespace())
+	s.SetName(c.GetName())
+	s.SetResourceVersion(rv)
+	return s
+}
+
+// expand returns the cleaned object that u, a cache's copy, holds: decoded
+// from its JSON, or a copy of u when it is kept as maps.
+func expand(u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	data, ok := u.Object[compactKey].(string)
+	if !ok {
+		return u.DeepCopy(), nil
+	}
+	o := &unstructured.Unstructured{}
+	if err := o.UnmarshalJSON([]byte(data)); err != nil {
+		return nil, fmt.Errorf("%s/%s/%s: read from the cache: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	return o, nil
 }
 
 // sameTaken reports whether an update leaves the taken object as it was
@@ -543,6 +648,11 @@ func sameTaken(old, cur any) bool {
 	a, b := objectOf(old), objectOf(cur)
 	if a == nil || b == nil {
 		return false
+	}
+	da, oka := a.Object[compactKey].(string)
+	db, okb := b.Object[compactKey].(string)
+	if oka && okb {
+		return da == db
 	}
 	ac, bc := a.DeepCopy(), b.DeepCopy()
 	ac.SetResourceVersion("")

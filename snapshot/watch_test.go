@@ -1,12 +1,14 @@
 package snapshot
 
 import (
+	"cmp"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,10 +128,102 @@ spec:
 	require.NoError(t, err)
 	require.NotNil(t, o, "the CRD of a taken custom object is taken")
 	names := map[string]bool{}
-	for _, o := range w.Objects() {
+	objs, err := w.Objects()
+	require.NoError(t, err)
+	for _, o := range objs {
 		names[o.GetKind()+"/"+o.GetName()] = true
 	}
 	require.True(t, names["Gizmo/g"] && names["CustomResourceDefinition/"+crd.Name] && names["Namespace/"+other], "%v", names)
+
+	// ObjectsIn: every object of the namespaces asked for, the
+	// cluster-scoped ones, and one object of each other namespace.
+	_, err = src.Clientset().CoreV1().ConfigMaps(other).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return got.has(ID{Kind: "ConfigMap", Namespace: other, Name: "c"}) }, 10*time.Second, 20*time.Millisecond)
+	count := func(objs []*unstructured.Unstructured) map[string]int {
+		n := map[string]int{}
+		for _, o := range objs {
+			n[cmp.Or(o.GetNamespace(), "_cluster")]++
+		}
+		return n
+	}
+	objs, err = w.Objects()
+	require.NoError(t, err)
+	objsIn, err := w.ObjectsIn(ns)
+	require.NoError(t, err)
+	all, in := count(objs), count(objsIn)
+	require.Equal(t, all[ns], in[ns], "every object of %s", ns)
+	require.Equal(t, all["_cluster"], in["_cluster"], "every cluster-scoped object")
+	require.Equal(t, 2, all[other])
+	require.Equal(t, 1, in[other], "one object of %s", other)
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestWatchObjectsAsTake: the objects the watcher holds — listed when it
+// started, or changed since — are those Take returns.
+func TestWatchObjectsAsTake(t *testing.T) {
+	ctx := t.Context()
+	src := clusters.Source
+	ns := src.Namespace(t)
+	cfg, err := policies.Decode(policies.FileName, []byte(fmt.Sprintf(`apiVersion: dr-syncer.io/v1alpha1
+kind: SyncConfig
+metadata: {name: watch-take}
+spec:
+  source: {name: src}
+  target: {name: tgt}
+  namespaces:
+  - {source: %s}
+  secrets: {mode: exclude}
+`, ns)))
+	require.NoError(t, err)
+	replicas := int32(3)
+	deployment := func(name string) *appsv1.Deployment {
+		labels := map[string]string{"app": name}
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: &replicas,
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
+				},
+			},
+		}
+	}
+	_, err = src.Clientset().AppsV1().Deployments(ns).Create(ctx, deployment("before"), metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = src.Clientset().CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	got := &changes{ids: map[ID]int{}}
+	w, err := Watch(ctx, cfg, src.Config, got.add)
+	require.NoError(t, err)
+	require.NoError(t, w.WaitForSync(ctx))
+	_, err = src.Clientset().AppsV1().Deployments(ns).Create(ctx, deployment("after"), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return got.has(ID{Group: "apps", Kind: "Deployment", Namespace: ns, Name: "after"}) }, 10*time.Second, 20*time.Millisecond)
+
+	set, err := Take(ctx, cfg, src.Config, Options{})
+	require.NoError(t, err)
+	objs, err := w.Objects()
+	require.NoError(t, err)
+	byID := func(objs []*unstructured.Unstructured) map[ID]map[string]any {
+		m := map[ID]map[string]any{}
+		for _, o := range objs {
+			c := o.DeepCopy()
+			c.SetResourceVersion("")
+			m[idOf(c)] = c.Object
+		}
+		return m
+	}
+	want := byID(set.Objects)
+	require.Len(t, want, 4, "two Deployments, a ConfigMap, the Namespace")
+	require.Equal(t, want, byID(objs))
+	for id, o := range want {
+		one, err := w.Object(ctx, id, Options{})
+		require.NoError(t, err)
+		require.Equal(t, o, one.Object, "%s", id)
+	}
+}

@@ -26,6 +26,7 @@ type runFlags struct {
 	id                               string
 	debounce, resync, poll           time.Duration
 	logFormat                        string
+	memoryLimit                      string
 }
 
 func newRunCommand() *cobra.Command {
@@ -53,7 +54,10 @@ edited overlay, a merged pull request): a directory's refs are watched, and a
 a URL are pushed; a push rejected because the remote moved makes the commit
 again on the new tip. Metrics on /metrics, probes on /healthz and /readyz at
 --metrics-addr. On SIGTERM the current step finishes or is abandoned cleanly
-(commits move refs atomically) and the Lease is released.`,
+(commits move refs atomically) and the Lease is released. The Go runtime gets
+a soft memory limit, by default 90% of the container's (--memory-limit): the
+garbage collector then runs more often near it rather than let the heap grow
+to twice the live data.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd, f, vf) },
 	}
@@ -75,6 +79,7 @@ again on the new tip. Metrics on /metrics, probes on /healthz and /readyz at
 	fl.DurationVar(&f.resync, "resync", controller.DefaultResyncPeriod, "continuous mode: period of the full snapshot")
 	fl.DurationVar(&f.poll, "poll", controller.DefaultRefPollPeriod, "period of the read of the followed ref, and of the fetch of a --repo URL")
 	fl.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fl.StringVar(&f.memoryLimit, "memory-limit", memoryLimitAuto, "soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit): a size (512Mi), auto (90% of the container's memory limit, unless GOMEMLIMIT is set) or none")
 	vf.register(cmd)
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
@@ -90,6 +95,10 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 		handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
 	default:
 		return usageError(fmt.Errorf("--log-format %q: want json or text", f.logFormat))
+	}
+	memLimit, err := setMemoryLimit(f.memoryLimit)
+	if err != nil {
+		return usageError(err)
 	}
 	if !f.repo.remote() {
 		if fi, err := os.Stat(f.repo.location); err != nil || !fi.IsDir() {
@@ -127,6 +136,9 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 		}
 	}
 	log := slog.New(handler)
+	if memLimit > 0 {
+		log.Info("memory limit of the Go runtime", "bytes", memLimit)
+	}
 	reg := prometheus.NewRegistry()
 	volumes, err := vf.volumeHook(cmd, controller.ApplyOptions{Repo: repo, Ref: refs.Ref, Config: cfg, Target: target, Identity: id}, source, reg, log)
 	if err != nil {
