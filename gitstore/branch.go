@@ -119,7 +119,23 @@ func (r *Repository) reachable(ctx context.Context, h plumbing.Hash, visit func(
 // say — so that dropping them loses nothing. The work tree follows as for
 // FastForward. It does not push.
 func (r *Repository) ResetBranch(ctx context.Context, branch string, expect plumbing.Hash, rev string) (plumbing.Hash, error) {
-	fail := func(err error) error { return fmt.Errorf("gitstore: reset %s to %s: %w", branch, rev, err) }
+	return r.moveTo(ctx, branch, rev, "reset", func(cur *plumbing.Reference, to plumbing.Hash) (bool, error) {
+		var at plumbing.Hash
+		if cur != nil {
+			at = cur.Hash()
+		}
+		if at != expect {
+			return false, fmt.Errorf("%s is at %s, not %s: %w", branch, at, expect, storage.ErrReferenceHasChanged)
+		}
+		return at == to, nil
+	})
+}
+
+// moveTo points branch at the commit rev names, the work tree following,
+// if allow, given the branch's tip (nil: no branch) and that commit, says
+// so: done, the branch stays where it is; an error, the move is refused.
+func (r *Repository) moveTo(ctx context.Context, branch, rev, verb string, allow func(cur *plumbing.Reference, to plumbing.Hash) (done bool, err error)) (plumbing.Hash, error) {
+	fail := func(err error) error { return fmt.Errorf("gitstore: %s %s to %s: %w", verb, branch, rev, err) }
 	name, err := branchRef(branch)
 	if err != nil {
 		return plumbing.ZeroHash, fail(err)
@@ -134,14 +150,11 @@ func (r *Repository) ResetBranch(ctx context.Context, branch string, expect plum
 	if err != nil {
 		return plumbing.ZeroHash, fail(err)
 	}
-	var at plumbing.Hash
-	if cur != nil {
-		at = cur.Hash()
+	done, err := allow(cur, to)
+	if err != nil {
+		return plumbing.ZeroHash, fail(err)
 	}
-	if at != expect {
-		return plumbing.ZeroHash, fail(fmt.Errorf("%s is at %s, not %s: %w", branch, at, expect, storage.ErrReferenceHasChanged))
-	}
-	if at == to {
+	if done {
 		return to, nil
 	}
 	if err := r.moveAndCheckout(ctx, name, cur, to); err != nil {
@@ -160,35 +173,20 @@ var ErrNotFastForward = errors.New("not a fast-forward")
 // tree follows as for Fetch when the branch is checked out. It does not
 // push: Push (or CommitAndPush) publishes the branch.
 func (r *Repository) FastForward(ctx context.Context, branch, rev string) (plumbing.Hash, error) {
-	fail := func(err error) error { return fmt.Errorf("gitstore: fast-forward %s to %s: %w", branch, rev, err) }
-	name, err := branchRef(branch)
-	if err != nil {
-		return plumbing.ZeroHash, fail(err)
-	}
-	to, err := r.Resolve(ctx, rev)
-	if err != nil {
-		return plumbing.ZeroHash, fail(err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cur, err := r.tip(name)
-	if err != nil {
-		return plumbing.ZeroHash, fail(err)
-	}
-	if cur != nil {
+	return r.moveTo(ctx, branch, rev, "fast-forward", func(cur *plumbing.Reference, to plumbing.Hash) (bool, error) {
+		if cur == nil {
+			return false, nil
+		}
 		if cur.Hash() == to {
-			return to, nil
+			return true, nil
 		}
 		ff, err := r.isAncestor(ctx, cur.Hash(), to)
 		if err != nil {
-			return plumbing.ZeroHash, fail(err)
+			return false, err
 		}
 		if !ff {
-			return plumbing.ZeroHash, fail(fmt.Errorf("%s is at %s: %w", branch, cur.Hash(), ErrNotFastForward))
+			return false, fmt.Errorf("%s is at %s: %w", branch, cur.Hash(), ErrNotFastForward)
 		}
-	}
-	if err := r.moveAndCheckout(ctx, name, cur, to); err != nil {
-		return plumbing.ZeroHash, fail(err)
-	}
-	return to, nil
+		return false, nil
+	})
 }
