@@ -96,7 +96,7 @@ func (m *Manager) apply(ctx context.Context, p *plan, prev *storedInventory, can
 			// Keep track of what this run created, so that a later apply
 			// can prune it; the last applied commit does not move.
 			inv := prev.Inventory
-			inv.Entries = nextInventory(prev.Entries, p.doneChanges(), nil, opts.Commit, false)
+			inv.Entries = overlayInventory(prev.Entries, p.doneChanges(), opts.Commit)
 			if werr := m.writeInventory(ctx, prev, &inv); werr != nil {
 				err = errors.Join(err, werr)
 			}
@@ -107,7 +107,7 @@ func (m *Manager) apply(ctx context.Context, p *plan, prev *storedInventory, can
 	res.Changes = append(p.changes(), pruned.changes()...)
 	inv := &Inventory{Commit: opts.Commit, AppliedAt: time.Now()}
 	if incremental {
-		inv.Entries = nextInventory(withoutPruned(prev.Entries, pruned), p.doneChanges(), nil, opts.Commit, false)
+		inv.Entries = overlayInventory(withoutPruned(prev.Entries, pruned), p.doneChanges(), opts.Commit)
 	} else {
 		inv.Entries = nextInventory(prev.Entries, p.doneChanges(), pruned.failed(), opts.Commit, true)
 	}

@@ -58,10 +58,6 @@ func (m *Manager) ApplyDelta(ctx context.Context, objects []*unstructured.Unstru
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotIncremental, err)
 	}
-	held := make(map[objKey]bool, len(prev.Entries))
-	for _, e := range prev.Entries {
-		held[e.Object.key()] = true
-	}
 	changed := map[objKey]bool{}
 	var todo []*unstructured.Unstructured
 	for _, o := range d.Changed {
@@ -77,7 +73,7 @@ func (m *Manager) ApplyDelta(ctx context.Context, objects []*unstructured.Unstru
 	for _, o := range objects {
 		// An object the inventory does not hold (an apply that stopped
 		// half-way, an inventory edited by hand) is applied too.
-		if o == nil || held[keys[o]] || changed[keys[o]] {
+		if o == nil || changed[keys[o]] || prev.holds(keys[o]) {
 			continue
 		}
 		changed[keys[o]] = true
@@ -145,6 +141,9 @@ func withoutPruned(entries []InventoryEntry, pruned pruneResults) []InventoryEnt
 		if r.action != "" {
 			gone[r.entry.Object.key()] = true
 		}
+	}
+	if len(gone) == 0 {
+		return entries
 	}
 	out := make([]InventoryEntry, 0, len(entries))
 	for _, e := range entries {

@@ -88,12 +88,16 @@
 // Since. The changed objects — and any object of the set the inventory
 // does not hold — go through the steps above: planned, compared with their
 // live copies (read one by one: a list group of up to 32 objects is read
-// by GETs, in Apply too), dry-run all together before anything is written
+// by GETs, in Apply too, and so are their namespaces, up to 16, rather
+// than a list of every Namespace), dry-run all together before anything is written
 // (one refusal stops everything, as in Apply), and applied in stages. The
 // prune and its mass-prune guard are Apply's: every inventory entry that
 // is not in the set. The inventory is updated, not rebuilt: written
 // objects get the commit, pruned ones leave, failed deletes and every
-// other entry stay, and its commit becomes the new one.
+// other entry stay, and its commit becomes the new one. Use one Manager
+// for apply after apply: it keeps the inventory decoded between them (see
+// Inventory below), and re-encodes only the buckets of the entries that
+// changed.
 //
 // The trade-off: the live copies of the objects that did not change are not
 // looked at, so drift on the target (an object edited or deleted there by
@@ -130,24 +134,45 @@
 // app.kubernetes.io/managed-by=dr-syncer and dr-syncer.io/inventory=<name>:
 //
 //	data:
-//	  format:    dr-syncer.io/inventory-v1
+//	  format:    dr-syncer.io/inventory-v2
 //	  commit:    <the last commit applied completely>
 //	  appliedAt: <RFC 3339>
 //	  entries:   <number of objects>
+//	  buckets:   "64"
 //	binaryData:
-//	  inventory.json.gz: gzip of {"commits": [...], "groups": [{"group", "version", "kind",
-//	                     "namespace", "names": [...], "commits": [index into commits, per name]}]}
+//	  inventory-<NN>.json.gz: gzip of {"commits": [...], "groups": [{"group", "version", "kind",
+//	                          "namespace", "names": [...], "commits": [index into commits, per name]}]}
 //
-// Entries are grouped by kind and namespace and commits are interned, so
-// 100,000 entries of ordinary names take about 240 KiB. A compressed
-// document over 768 KiB (a ConfigMap holds 1 MiB) is cut into shard
-// ConfigMaps <name>-<generation>-<i> (labelled dr-syncer.io/inventory-
-// generation), and the head then holds shards, generation and sha256
-// instead of the document. Shards are written first, named after the hash
-// of the content, and the head last: a reader sees the old inventory or the
-// new one, never a mix; shards of other generations are removed after.
-// The head is replaced with its resourceVersion as a precondition: a
-// concurrent apply to the same target fails instead of losing entries.
+// The entries are spread over 64 buckets by an FNV-1a hash of the object's
+// group, kind, namespace and name, so that a change of a few objects
+// re-encodes a few buckets. In a bucket, entries are grouped by kind and
+// namespace and commits are interned: 100,000 entries of ordinary names
+// take about 520 KiB (gzip's fastest level: a change re-encodes buckets,
+// and names spread over buckets compress less well than the 240 KiB of
+// one document of format v1). When the buckets together are over 768 KiB (a
+// ConfigMap holds 1 MiB), they go to shard ConfigMaps instead, bucket i in
+// shard i mod n (labelled dr-syncer.io/inventory-generation=v2-<n>), each
+// named <name>-<hash of its content>, and the head lists the shards (data
+// shards: comma-separated names). Shards are never changed in place: the
+// shards of changed buckets are created, then the head is replaced, so a
+// reader sees the old inventory or the new one, never a mix; shards the
+// head no longer names are removed after. The head is replaced with its
+// resourceVersion as a precondition: a concurrent apply to the same target
+// fails instead of losing entries.
+//
+// The previous format, dr-syncer.io/inventory-v1 (one document in
+// binaryData inventory.json.gz, or cut into shards <name>-<generation>-<i>
+// with data shards, generation and sha256), is read as well, and replaced
+// by v2 at the next write. A dr-syncer of before v2 refuses to read v2
+// ("unknown format"): it never prunes from an inventory it cannot read.
+//
+// A Manager keeps the inventory it last read or wrote, decoded, and uses
+// it while the head (one metadata-only GET per apply) and the shards (one
+// metadata-only list, only when there are shards) have the
+// resourceVersions it recorded: a write by anyone else — another
+// dr-syncer after a change of leader, the CLI — makes it read and decode
+// the inventory again. Its writes encode only the buckets that changed,
+// and create only the shards that changed.
 //
 // Each entry records the commit that last wrote the object (created,
 // configured or recreated it); an object found unchanged keeps its commit.

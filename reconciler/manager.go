@@ -95,6 +95,8 @@ type Manager struct {
 	rest   rest.Interface // raw requests: server-side applies whose answer is not decoded
 	disc   discovery.CachedDiscoveryInterface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+
+	invCache inventoryCache // the inventory as last read or written
 }
 
 // New returns a Manager for the cluster of cfg. cfg is copied, with its

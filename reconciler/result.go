@@ -40,9 +40,21 @@ func (r ObjectRef) key() objKey {
 
 type objKey struct{ group, kind, namespace, name string }
 
+// refOf is the object's reference, as u.GroupVersionKind(), u.GetNamespace()
+// and u.GetName() say, read from the maps directly: ApplyDelta takes the
+// reference of every object of the set, and the accessors cost a third of
+// its CPU at 10,000 objects.
 func refOf(u *unstructured.Unstructured) ObjectRef {
-	gvk := u.GroupVersionKind()
-	return ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+	var ref ObjectRef
+	apiVersion, _ := u.Object["apiVersion"].(string)
+	if gv, err := schema.ParseGroupVersion(apiVersion); err == nil {
+		kind, _ := u.Object["kind"].(string)
+		ref.Group, ref.Version, ref.Kind = gv.Group, gv.Version, kind
+	}
+	md, _ := u.Object["metadata"].(map[string]any)
+	ref.Namespace, _ = md["namespace"].(string)
+	ref.Name, _ = md["name"].(string)
+	return ref
 }
 
 // Action is what Apply did (or, in a dry run or Diff, would do) to one object.
