@@ -220,21 +220,36 @@ func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, ope
 
 // changedObjects returns the objects of next that are not in prev, or
 // whose content differs. An object the cache gave for both (the same
-// pointer) is unchanged without a look.
+// pointer) is unchanged without a look: only the few objects that are in
+// one set and not the other are keyed (reading an object's kind parses its
+// apiVersion, which for every object of a large set costs more than the
+// rest of a small incremental apply).
 func changedObjects(prev, next []*unstructured.Unstructured) []*unstructured.Unstructured {
 	type key struct{ group, kind, namespace, name string }
 	keyOf := func(o *unstructured.Unstructured) key {
 		gvk := o.GroupVersionKind()
 		return key{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName()}
 	}
-	old := make(map[key]*unstructured.Unstructured, len(prev))
+	inNext := make(map[*unstructured.Unstructured]bool, len(next))
+	for _, o := range next {
+		inNext[o] = true
+	}
+	// A key is unique within a set, so an object of prev that next also
+	// holds (the same pointer) is never the previous version of another.
+	inPrev := make(map[*unstructured.Unstructured]bool, len(prev))
+	old := map[key]*unstructured.Unstructured{}
 	for _, o := range prev {
-		old[keyOf(o)] = o
+		inPrev[o] = true
+		if !inNext[o] {
+			old[keyOf(o)] = o
+		}
 	}
 	var changed []*unstructured.Unstructured
 	for _, o := range next {
-		p := old[keyOf(o)]
-		if p == o || p != nil && equality.Semantic.DeepEqual(p.Object, o.Object) {
+		if inPrev[o] {
+			continue
+		}
+		if p := old[keyOf(o)]; p != nil && equality.Semantic.DeepEqual(p.Object, o.Object) {
 			continue
 		}
 		changed = append(changed, o)

@@ -51,6 +51,7 @@ func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 	if err != nil {
 		return nil, err
 	}
+	t.uncached = snap.root + "/"
 	pl, err := walk(t, snap, overlaysDir+cfg.Spec.Target.Name)
 	if err != nil {
 		return nil, err
@@ -239,6 +240,9 @@ func (b *builder) spec(in map[string]bool) (*fsSpec, error) {
 		}
 	}
 	s.sort()
+	if b.cache != nil {
+		s.id = s.key()
+	}
 	return s, nil
 }
 
@@ -292,7 +296,7 @@ func (b *builder) runs(ctx context.Context, specs []*fsSpec) ([][]*unstructured.
 	var todo []int
 	for i, s := range specs {
 		if b.cache != nil {
-			keys[i] = s.key()
+			keys[i] = s.id
 			if objs, ok := b.cache.get(keys[i], b.gen); ok {
 				results[i] = objs
 				continue

@@ -33,6 +33,16 @@ import (
 // changes. Chunks end at boundaries that depend on the file paths only
 // (chunkEnd), so an object added or removed moves no other chunk.
 //
+// The spec of a chunk (the files of its run, with its cuts and derived
+// kustomizations, and the run's key) is kept too, by chunkKey: the hash of
+// planKey — every input of the spec besides the chunk's objects: the
+// overlay's root, the walk's files and kustomizations by blob, their
+// children and routed patches, which patches the route found objects for,
+// the snapshot's directories — and of the chunk's object files by path and
+// blob. Listing and cutting a chunk costs a pass over every routed patch
+// of the overlay; with the specs kept, a build lists only the chunks whose
+// objects or plan changed.
+//
 // A Cache keeps the runs of its last two builds. It is safe for concurrent
 // use.
 type Cache struct {
@@ -43,6 +53,10 @@ type Cache struct {
 	// each patch, by blob hash: all content-addressed.
 	cuts  map[runKey]*cachedBytes
 	blobs map[plumbing.Hash]*cachedBlob
+	// specs are the specs of chunks, by plan and chunk (chunkKey): a
+	// chunk whose files did not change, under the same overlay, is not
+	// listed and cut again.
+	specs map[runKey]*cachedSpec
 	gen   uint64
 	// hits and misses count runs, for tests and logs.
 	hits, misses int
@@ -53,6 +67,11 @@ type runKey [sha256.Size]byte
 type cachedRun struct {
 	objs []*unstructured.Unstructured
 	used uint64 // the build that last used it
+}
+
+type cachedSpec struct {
+	spec *fsSpec // read only: shared between builds
+	used uint64
 }
 
 type cachedBytes struct {
@@ -69,7 +88,7 @@ type cachedBlob struct {
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{runs: map[runKey]*cachedRun{}, cuts: map[runKey]*cachedBytes{}, blobs: map[plumbing.Hash]*cachedBlob{}}
+	return &Cache{runs: map[runKey]*cachedRun{}, cuts: map[runKey]*cachedBytes{}, specs: map[runKey]*cachedSpec{}, blobs: map[plumbing.Hash]*cachedBlob{}}
 }
 
 func (c *Cache) getCut(k runKey, gen uint64) ([]byte, bool) {
@@ -87,6 +106,23 @@ func (c *Cache) putCut(k runKey, data []byte, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cuts[k] = &cachedBytes{data: data, used: gen}
+}
+
+func (c *Cache) getSpec(k runKey, gen uint64) (*fsSpec, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.specs[k]
+	if !ok {
+		return nil, false
+	}
+	e.used = max(e.used, gen)
+	return e.spec, true
+}
+
+func (c *Cache) putSpec(k runKey, s *fsSpec, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.specs[k] = &cachedSpec{spec: s, used: gen}
 }
 
 func (c *Cache) getBlob(h plumbing.Hash, gen uint64) (*cachedBlob, bool) {
@@ -194,6 +230,11 @@ func (c *Cache) evict(gen uint64) {
 			delete(c.cuts, k)
 		}
 	}
+	for k, e := range c.specs {
+		if e.used+1 < gen {
+			delete(c.specs, k)
+		}
+	}
 	for k, e := range c.blobs {
 		if e.used+1 < gen {
 			delete(c.blobs, k)
@@ -206,6 +247,7 @@ func (c *Cache) evict(gen uint64) {
 type fsSpec struct {
 	root    string
 	entries []fsEntry
+	id      runKey // key(), when built for a cache
 }
 
 type fsEntry struct {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -362,3 +364,100 @@ func TestLiteral(t *testing.T) {
 }
 
 func regexpQuote(s string) string { return strings.ReplaceAll(s, ".", `\.`) }
+
+// After random small commits (objects changed, added and removed, in every
+// namespace, with the generated overlay following), a build through the
+// cache that holds the commit before gives what a fresh build gives.
+func TestCacheRandomEdits(t *testing.T) {
+	withChunkSize(t, 8)
+	r := newEditRepo(t, 300)
+	c := NewCache()
+	r.check(c)
+	rnd := rand.New(rand.NewPCG(6, 1))
+	for round := range 15 {
+		changed := map[string]*unstructured.Unstructured{}
+		paths := slices.Sorted(maps.Keys(r.objs))
+		for want := 1 + rnd.IntN(6); len(changed) < want; {
+			p := paths[rnd.IntN(len(paths))]
+			o := r.objs[p]
+			switch op := rnd.IntN(4); {
+			case o.GetKind() == "Namespace":
+				continue
+			case op == 0:
+				changed[p] = nil
+			case op == 1:
+				n := editObject(rnd.IntN(3), fmt.Sprintf("ns%d", rnd.IntN(3)), fmt.Sprintf("new-%d-%d", round, rnd.IntN(1000)), int64(rnd.IntN(4)))
+				changed[r.path(n)] = n
+			default:
+				o = o.DeepCopy()
+				switch o.GetKind() {
+				case "Deployment":
+					o.Object["spec"].(map[string]any)["replicas"] = int64(10 + round)
+				default:
+					o.SetLabels(map[string]string{"round": fmt.Sprint(round)})
+				}
+				changed[p] = o
+			}
+		}
+		r.commit(fmt.Sprintf("round %d", round), changed, nil)
+		hits, misses := r.check(c)
+		t.Logf("round %d: %d objects changed, %d runs from the cache, %d run", round, len(changed), hits, misses)
+	}
+}
+
+// BenchmarkCacheBuildChanges measures a build through a Cache that holds
+// the commit before, after a commit that changes 1 or 30 objects spread
+// over the namespaces (ConfigMaps, and Deployments whose generated patches
+// change with them), at 10,000 objects.
+func BenchmarkCacheBuildChanges(b *testing.B) {
+	const n = 10000
+	repo, head, cfg := benchRepo(b, n)
+	ctx := context.Background()
+	round := 0 // across runs: each commit must change something
+	for _, changes := range []int{1, 30} {
+		b.Run(fmt.Sprintf("objects=%d/changes=%d", n, changes), func(b *testing.B) {
+			c := NewCache()
+			if _, err := c.Build(ctx, repo, head, cfg); err != nil {
+				b.Fatal(err)
+			}
+			_, cold := c.Stats()
+			cpu := cpuTime()
+			for b.Loop() {
+				b.StopTimer()
+				round++
+				files := map[string][]byte{}
+				for j := range changes {
+					i := (j*331 + round*7) % n
+					ns, name := fmt.Sprintf("ns%d", i%10), fmt.Sprintf("obj-%05d", i)
+					switch i % 3 {
+					case 1: // a Deployment: its standby patch follows the replicas
+						files[fmt.Sprintf("snapshots/prod/%s/apps.Deployment/%s.yaml", ns, name)] = fmt.Appendf(nil,
+							"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  replicas: %d\n  selector:\n    matchLabels: {app: %s}\n  template:\n    metadata:\n      labels: {app: %s}\n    spec:\n      containers:\n      - {name: app, image: example.com/app:1.0}\n",
+							name, ns, 3+round, name, name)
+						files[fmt.Sprintf("overlays/dr/generated/%s/apps.Deployment/%s.yaml", ns, name)] = fmt.Appendf(nil,
+							"# DR standby: %d → 0 replicas until failover (dr-syncer.io/original-replicas keeps %d)\n- {op: test, path: /spec/replicas, value: %d}\n- {op: replace, path: /spec/replicas, value: 0}\n- {op: add, path: /metadata/annotations, value: {\"dr-syncer.io/original-replicas\":\"%d\"}}\n",
+							3+round, 3+round, 3+round, 3+round)
+					case 0:
+						files[fmt.Sprintf("snapshots/prod/%s/ConfigMap/%s.yaml", ns, name)] = fmt.Appendf(nil,
+							"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  n: %q\n", name, ns, fmt.Sprint(round))
+					default:
+						files[fmt.Sprintf("snapshots/prod/%s/Service/%s.yaml", ns, name)] = fmt.Appendf(nil,
+							"apiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  ports:\n  - {port: %d}\n", name, ns, 1000+round)
+					}
+				}
+				h := commit(b, repo, files, "changes")
+				b.StartTimer()
+				objs, err := c.Build(ctx, repo, h.String(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(objs) != n+10 {
+					b.Fatalf("%d objects, want %d", len(objs), n+10)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			_, misses := c.Stats()
+			b.ReportMetric(float64(misses-cold)/float64(b.N), "runs/op")
+		})
+	}
+}

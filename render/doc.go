@@ -190,7 +190,7 @@
 // overlay only changes each object on its own — every generated overlay
 // does, and so does a user overlay of images, labels, annotations,
 // namespace, replicas, patches, configMapGenerator and secretGenerator —
-// Build runs the whole overlay once per chunk of 64 snapshot objects,
+// Build runs the whole overlay once per chunk of 32 snapshot objects,
 // GOMAXPROCS chunks at a time, and merges the results; partition.go says
 // why that gives the same objects as one build, and what it keeps together. Anything else (namePrefix and nameSuffix,
 // replacements, vars, crds, configurations, other transformers, generators,
@@ -212,7 +212,14 @@
 // overlay; an edit of the user's kustomization or of a file it names, of
 // the generated root, or of anything an overlay built in one piece reads,
 // misses every run — the key cannot be wrong, only miss. cache.go says
-// why the key is enough.
+// why the key is enough. The cache also keeps each chunk's list of files
+// (its cuts and derived kustomizations) under a key naming the chunk's
+// object files by blob hash and everything else the list reads (the
+// kustomizations and patches by blob, what the route found): a chunk whose
+// objects did not change is not listed and cut again, so a small commit
+// costs its chunks, not a pass over every patch for every chunk. It keeps
+// no snapshot object's content between builds: a build reads only the
+// objects of the runs it misses.
 //
 // The objects come back sorted by group, kind, namespace and name (then
 // version), so that the same commit always renders the same list.

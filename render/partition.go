@@ -2,12 +2,14 @@ package render
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"hash/fnv"
 	"maps"
 	"path"
 	"regexp/syntax"
 	"slices"
+	"strconv"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -54,7 +56,7 @@ import (
 
 // chunkSize is the mean number of snapshot objects per chunk (chunkEnd);
 // small chunks keep kustomize's square small, and its cost per run is low.
-var chunkSize = 64
+var chunkSize = 32
 
 // colocated are the kinds kept in chunk 0 (group/Kind).
 var colocated = map[string]bool{
@@ -143,8 +145,20 @@ func (b *builder) pinned(f string) bool {
 // the results; any failure is returned for Build to build in one piece.
 func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstructured.Unstructured, error) {
 	b.route()
+	var plan runKey
+	if b.cache != nil {
+		plan = b.planKey()
+	}
 	specs := make([]*fsSpec, len(chunks))
 	for i, files := range chunks {
+		var key runKey
+		if b.cache != nil {
+			key = b.chunkKey(plan, files)
+			if s, ok := b.cache.getSpec(key, b.gen); ok {
+				specs[i] = s
+				continue
+			}
+		}
 		in := make(map[string]bool, len(files))
 		for _, f := range files {
 			in[f] = true
@@ -153,12 +167,92 @@ func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstru
 		if specs[i], err = b.spec(in); err != nil {
 			return nil, err
 		}
+		if b.cache != nil {
+			b.cache.putSpec(key, specs[i], b.gen)
+		}
 	}
 	results, err := b.runs(ctx, specs)
 	if err != nil {
 		return nil, err
 	}
 	return merge(results)
+}
+
+// planKey names everything a chunk's spec reads besides the chunk's own
+// object files: the overlay's root, the files of the walk by path and blob,
+// every kustomization by blob with its directory children and routed
+// patches (and whether the route found objects for each), the snapshot's
+// directories and the directories the overlay reaches. A chunk's spec is a
+// function of this key and of its files (chunkKey); computing it costs the
+// number of kustomizations and patches, not of snapshot objects.
+func (b *builder) planKey() runKey {
+	h := sha256.New()
+	str := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
+	num := func(i int) { h.Write(strconv.AppendInt(nil, int64(i), 10)); h.Write([]byte{0}) }
+	file := func(p string) { str(p); blob := b.t.files[p]; h.Write(blob[:]) }
+	str("render-plan-v1")
+	str(b.plan.root)
+	str(b.snap.root)
+	for _, set := range []map[string]bool{b.plan.files, b.plan.snapshotFiles, b.plan.routedFiles} {
+		str("files")
+		for _, p := range slices.Sorted(maps.Keys(set)) {
+			file(p)
+		}
+	}
+	str("refs")
+	for _, d := range slices.Sorted(maps.Keys(b.plan.snapshotRefs)) {
+		str(d)
+	}
+	str("dirs")
+	for _, d := range b.snap.dirs {
+		str(d)
+	}
+	for _, d := range slices.Sorted(maps.Keys(b.plan.kusts)) {
+		k := b.plan.kusts[d]
+		str("kust")
+		str(d)
+		file(k.file)
+		for _, c := range k.children {
+			str(c.field)
+			num(c.index)
+			str(c.dir)
+		}
+		if k.unit == nil {
+			continue
+		}
+		str("unit")
+		for _, sd := range k.unit.dirs {
+			str(sd)
+		}
+		for _, p := range k.unit.patches {
+			str(p.field)
+			num(p.index)
+			str(p.file)
+			if p.objects != nil {
+				str("routed")
+			}
+		}
+	}
+	var k runKey
+	h.Sum(k[:0])
+	return k
+}
+
+// chunkKey names the spec of the chunk of files under the plan: the files
+// by path and blob, which also say which routed patches the chunk takes
+// (route matches a patch against an object's path, by the selector the
+// kustomization's blob holds).
+func (b *builder) chunkKey(plan runKey, files []string) runKey {
+	h := sha256.New()
+	h.Write(plan[:])
+	for _, f := range files {
+		h.Write([]byte(f))
+		blob := b.t.files[f]
+		h.Write(blob[:])
+	}
+	var k runKey
+	h.Sum(k[:0])
+	return k
 }
 
 // cuts says, for a chunk holding the objects in, what each kustomization

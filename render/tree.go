@@ -24,6 +24,9 @@ type repoTree struct {
 	files   map[string]plumbing.Hash
 	dirs    map[string]bool
 	content map[string][]byte
+	// uncached is the prefix of the files whose blobs the cache does not
+	// keep (the snapshot's objects).
+	uncached string
 }
 
 // loadTree lists the files of the commit that rev names. A branch is
@@ -91,7 +94,11 @@ func (t *repoTree) read(p string) ([]byte, error) {
 		return nil, err
 	}
 	t.content[p] = b
-	if t.cache != nil {
+	// Snapshot objects are not kept across builds: a build reads only the
+	// objects of the runs the cache does not hold, a few after a small
+	// commit, and keeping every object's blob would hold the whole
+	// snapshot in memory between builds.
+	if t.cache != nil && (t.uncached == "" || !strings.HasPrefix(p, t.uncached)) {
 		t.cache.putBlob(h, b, t.gen)
 	}
 	return b, nil
