@@ -74,6 +74,8 @@
 //	    retries: 3                         # default 3: attempts after a failed one, backoff 5 s doubling (0 to 20)
 //	    inPlace: false                     # default false; true: rsync --inplace (faster deltas, but a failed
 //	                                       # copy leaves half-written files: status says so)
+//	    sparse: true                       # default true: rsync --sparse (holes stay holes); false: faster
+//	                                       # full copies of data without holes
 //	    agent:
 //	      port: 2222                       # default 2222: the agents' SSH port on the source nodes
 //	      address: NodeIP                  # default NodeIP (InternalIP, else ExternalIP); or ExternalIP

@@ -179,6 +179,7 @@ func InitFile(opts InitOptions) ([]byte, error) {
 	w.line(1, "#   concurrency: 2")
 	w.line(1, "#   retries: 3")
 	w.line(1, "#   inPlace: false      # true: faster deltas, half-written files if a copy fails")
+	w.line(1, "#   sparse: true        # false: faster full copies of data without holes")
 	w.line(1, "#   agent: {port: 2222, address: NodeIP}   # or ExternalIP")
 	return []byte(w.String()), nil
 }

@@ -35,6 +35,14 @@ type Volumes struct {
 	// consistent after a copy that succeeded. Default false: changed files
 	// are written beside the old ones and renamed.
 	InPlace bool `json:"inPlace,omitempty"`
+	// Sparse keeps sparse files sparse (rsync --sparse). Default true:
+	// without it a file's holes are written as zeros, and a claim of sparse
+	// files (VM images, some databases) may not fit in a target claim of
+	// the same size. It costs CPU on the receiving side: 2–28% of a full
+	// copy of 2 GiB of random data in BenchmarkPull (pvcsync). false for
+	// volumes known to hold no holes, when full-copy throughput matters
+	// more.
+	Sparse *bool `json:"sparse,omitempty"`
 	// Agent is how the target reaches the agents on the source nodes.
 	Agent VolumeAgent `json:"agent,omitempty"`
 }
@@ -161,4 +169,10 @@ func (c *SyncConfig) validateVolumes(errs *fieldErrors) {
 	default:
 		errs.add(base+".agent.address", fmt.Errorf("invalid address %q: want %q or %q", v.Agent.Address, AgentAddressNodeIP, AgentAddressExternalIP))
 	}
+}
+
+// VolumeSparse reports whether copies keep sparse files sparse:
+// spec.volumes.sparse, true when unset.
+func (c *SyncConfig) VolumeSparse() bool {
+	return c.Spec.Volumes.Sparse == nil || *c.Spec.Volumes.Sparse
 }

@@ -43,4 +43,12 @@ func TestVolumeDefaults(t *testing.T) {
 	if c.VolumeRetries() != 0 {
 		t.Errorf("retries: 0 must mean no retry, got %d", c.VolumeRetries())
 	}
+	if !c.VolumeSparse() {
+		t.Error("sparse: unset must mean on")
+	}
+	off := false
+	c.Spec.Volumes.Sparse = &off
+	if c.VolumeSparse() {
+		t.Error("sparse: false must turn it off")
+	}
 }

@@ -59,18 +59,18 @@ func (f *volumeFlags) volumeOptions(cmd *cobra.Command, apply controller.ApplyOp
 		ApplyOptions: apply, Source: source,
 		KubeletDir: f.kubeletDir, MountImage: f.mountImage,
 	}
-	// Sparse files stay sparse (rsync --sparse): it costs about 4% on data
-	// without holes and keeps a volume of sparse files from outgrowing a
-	// target claim of the same size (see pvcsync.PullOptions.Sparse).
-	inPlace := cfg.Spec.Volumes.InPlace
+	// Sparse files stay sparse (rsync --sparse) unless the mapping says
+	// otherwise: it keeps a volume of sparse files from outgrowing a target
+	// claim of the same size (see policies.Volumes.Sparse).
+	inPlace, sparse := cfg.Spec.Volumes.InPlace, cfg.VolumeSparse()
 	if f.localDir != "" {
-		opts.Runner = &pvcsync.LocalRunner{Dir: f.localDir, InPlace: inPlace, Sparse: true}
+		opts.Runner = &pvcsync.LocalRunner{Dir: f.localDir, InPlace: inPlace, Sparse: sparse}
 	} else {
 		target, err := kubernetes.NewForConfig(apply.Target)
 		if err != nil {
 			return opts, nil, err
 		}
-		opts.Runner = &pvcsync.KubeRunner{Client: target, Image: f.pullImage, InPlace: inPlace, Sparse: true, Timeout: f.timeout}
+		opts.Runner = &pvcsync.KubeRunner{Client: target, Image: f.pullImage, InPlace: inPlace, Sparse: sparse, Timeout: f.timeout}
 	}
 	dir := cmp.Or(f.agentKeys, os.Getenv(agentKeysEnv))
 	if dir == "" {
