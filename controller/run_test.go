@@ -444,7 +444,7 @@ func (s regenSource) Objects() ([]*unstructured.Unstructured, error) {
 func (s regenSource) ObjectsIn(namespaces ...string) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
 	sampled := map[string]bool{}
-	for _, id := range slices.SortedFunc(maps.Keys(s), compareIDs) {
+	for _, id := range slices.SortedFunc(maps.Keys(s), snapshot.ID.Compare) {
 		switch {
 		case id.Namespace == "", slices.Contains(namespaces, id.Namespace):
 		case !sampled[id.Namespace]:

@@ -289,7 +289,7 @@ func (c *continuous) build(ctx context.Context, batch map[snapshot.ID]time.Time,
 	var seen []time.Time
 	current := map[snapshot.ID]*unstructured.Unstructured{}
 	start := time.Now()
-	for _, id := range slices.SortedFunc(maps.Keys(batch), compareIDs) {
+	for _, id := range slices.SortedFunc(maps.Keys(batch), snapshot.ID.Compare) {
 		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(id))
 		if err != nil {
 			return nil, res, nil, nil, fmt.Errorf("%s: %w", id, err)
@@ -464,11 +464,6 @@ func regenerate(cfg *policies.SyncConfig, src objectSource, prev map[string][]by
 		}
 	}
 	return out, nil
-}
-
-func compareIDs(a, b snapshot.ID) int {
-	return strings.Compare(a.Group+"\x00"+a.Kind+"\x00"+a.Namespace+"\x00"+a.Name,
-		b.Group+"\x00"+b.Kind+"\x00"+b.Namespace+"\x00"+b.Name)
 }
 
 // watchRefs asks for an apply whenever a ref of the repository changes on

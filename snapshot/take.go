@@ -49,6 +49,13 @@ func idOf(o *unstructured.Unstructured) ID {
 	return ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()}
 }
 
+// Compare orders IDs by group, kind, namespace and name: the order of
+// Set.Objects and of the files of a snapshot.
+func (id ID) Compare(o ID) int {
+	return cmp.Or(cmp.Compare(id.Group, o.Group), cmp.Compare(id.Kind, o.Kind),
+		cmp.Compare(id.Namespace, o.Namespace), cmp.Compare(id.Name, o.Name))
+}
+
 func (id ID) String() string {
 	gk := id.Kind
 	if id.Group != "" {
@@ -340,10 +347,7 @@ func (t *taking) probe(ctx context.Context, k kind) (map[string]bool, error) {
 
 // result sorts the objects taken by group, kind, namespace and name.
 func (t *taking) result(namespaces []string) *Set {
-	slices.SortFunc(t.objects, func(a, b taken) int {
-		return cmp.Or(cmp.Compare(a.id.Group, b.id.Group), cmp.Compare(a.id.Kind, b.id.Kind),
-			cmp.Compare(a.id.Namespace, b.id.Namespace), cmp.Compare(a.id.Name, b.id.Name))
-	})
+	slices.SortFunc(t.objects, func(a, b taken) int { return a.id.Compare(b.id) })
 	set := &Set{Objects: make([]*unstructured.Unstructured, len(t.objects)), Skipped: t.skipped, Namespaces: namespaces}
 	for i := range t.objects {
 		set.Objects[i] = t.objects[i].o

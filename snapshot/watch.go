@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"reflect"
@@ -265,10 +264,7 @@ func sortObjects(objs []*unstructured.Unstructured) {
 	for i, o := range objs {
 		ks[i] = keyed{idOf(o), o}
 	}
-	slices.SortFunc(ks, func(a, b keyed) int {
-		return cmp.Or(cmp.Compare(a.id.Group, b.id.Group), cmp.Compare(a.id.Kind, b.id.Kind),
-			cmp.Compare(a.id.Namespace, b.id.Namespace), cmp.Compare(a.id.Name, b.id.Name))
-	})
+	slices.SortFunc(ks, func(a, b keyed) int { return a.id.Compare(b.id) })
 	for i := range ks {
 		objs[i] = ks[i].o
 	}
