@@ -1,7 +1,6 @@
 package pvcsync
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -10,11 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/dr-syncer/dr-syncer/internal/syncbuf"
 )
 
 // testEnv is a fake node: a kubelet directory with one CSI volume, an agent
@@ -29,24 +29,7 @@ type testEnv struct {
 	ca      ssh.Signer
 	admin   ssh.Signer // in AuthorizedKeys
 	keyDir  string     // credentials for volume
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    *syncbuf.Buffer
 }
 
 func newSigner(t testing.TB) ssh.Signer {
@@ -74,7 +57,7 @@ func newTestEnv(t testing.TB, root string) *testEnv {
 		hostKey: newSigner(t),
 		ca:      newSigner(t),
 		admin:   newSigner(t),
-		logs:    &syncBuffer{},
+		logs:    &syncbuf.Buffer{},
 	}
 	e.volume = filepath.Join(e.kubelet, "pods", "0b3c5e1a-uid-1", "volumes", "kubernetes.io~csi", "pv-1", "mount")
 	e.other = filepath.Join(e.kubelet, "pods", "7f00aa00-uid-2", "volumes", "kubernetes.io~csi", "pv-2", "mount")

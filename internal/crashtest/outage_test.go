@@ -6,13 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dr-syncer/dr-syncer/internal/syncbuf"
 )
 
 // newCLI writes the kubeconfigs and returns a cli for a new repository.
@@ -30,24 +31,6 @@ func newCLI(t *testing.T) *cli {
 		"DR_SYNCER_TARGET_KUBECONFIG=" + filepath.Join(dir, "target.kubeconfig"),
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 	}}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a process's output and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestTargetOutageMidApply stops the target's apiserver for 30 s while the
@@ -80,7 +63,7 @@ func TestTargetOutageMidApply(t *testing.T) {
 	git(t, c.repo, "-c", "user.name=Test Person", "-c", "user.email=person@example.invalid", "commit", "-qam", "continuous")
 
 	cmd := c.command(ctx, "run", "--repo", c.repo, "--metrics-addr", "", "--lease-namespace", ns, "--namespace", ns, "--log-format", "text")
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {

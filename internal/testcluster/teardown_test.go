@@ -2,18 +2,18 @@ package testcluster
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dr-syncer/dr-syncer/internal/syncbuf"
 )
 
 // helperEnv makes TestTeardownHelper, run in a child process, end the way
@@ -44,7 +44,7 @@ func TestTeardown(t *testing.T) {
 			args := append([]string{"-test.run=^TestTeardownHelper$"}, tc.args...)
 			cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
 			cmd.Env = append(os.Environ(), helperEnv+"="+tc.how)
-			var stderr syncBuffer
+			var stderr syncbuf.Buffer
 			cmd.Stderr = &stderr
 			t.Cleanup(func() {
 				if t.Failed() {
@@ -94,24 +94,6 @@ func TestTeardown(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer collects a child's output while the test may read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type discard struct{}
