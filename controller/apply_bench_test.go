@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
@@ -37,20 +34,9 @@ import (
 func BenchmarkApplyCommit(b *testing.B) {
 	benchSource(b)
 	ctx := b.Context()
-	id, sealer := testKeys(b)
-	var text strings.Builder
-	text.WriteString("apiVersion: dr-syncer.io/v1alpha1\nkind: SyncConfig\nmetadata: {name: bench-apply}\nspec:\n  source: {name: bench-source}\n  target: {name: bench-target}\n  namespaces:\n")
-	for i := range benchNamespaces {
-		fmt.Fprintf(&text, "  - {source: %s}\n", benchNamespace(i))
-	}
-	fmt.Fprintf(&text, "  secrets:\n    mode: encrypt\n    recipients: [%s]\n", id.Recipient())
-	cfg := decodeConfig(b, text.String())
+	cfg, id, sealer := benchConfig(b, "bench-apply", "")
 	// The target needs room for the ClusterIPs of the 1,000 Services too.
-	cidr := &networkingv1.ServiceCIDR{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench-snap"},
-		Spec:       networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.1.0.0/20"}},
-	}
-	if _, err := clusters.Target.Clientset().NetworkingV1().ServiceCIDRs().Create(ctx, cidr, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := benchServiceCIDR(ctx, clusters.Target.Clientset()); err != nil {
 		b.Fatal(err)
 	}
 	repo, err := gitstore.Init(ctx, b.TempDir())

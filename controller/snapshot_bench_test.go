@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -27,38 +27,23 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/internal/benchfixture"
 	"github.com/dr-syncer/dr-syncer/policies"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
 // The object set of BenchmarkFullSnapshot, spread evenly over benchNamespaces
 // namespaces bench-snap-00..09: 10,000 objects, or DR_SYNCER_BENCH_OBJECTS
-// (see benchCounts).
+// (see benchfixture.Counts).
 const (
-	benchNamespaces = 10
+	benchNamespaces = benchfixture.Namespaces
 
 	benchPageSize   = 500
 	benchWorkers    = 8  // as snapshot.Take
 	populateWorkers = 24 // creating the objects, once
 )
 
-var benchConfigMaps, benchDeployments, benchServices, benchSecrets, benchObjects = benchCounts()
-
-// benchCounts splits DR_SYNCER_BENCH_OBJECTS (default 10,000) into 70%
-// ConfigMaps, 15% Deployments, 10% Services and 5% Secrets, each a multiple
-// of benchNamespaces; objects is their sum.
-func benchCounts() (configMaps, deployments, services, secrets, objects int) {
-	n := 10_000
-	if v := os.Getenv("DR_SYNCER_BENCH_OBJECTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 20*benchNamespaces {
-			panic(fmt.Sprintf("DR_SYNCER_BENCH_OBJECTS=%q: want an object count of at least %d", v, 20*benchNamespaces))
-		}
-	}
-	share := func(pct int) int { return n * pct / 100 / benchNamespaces * benchNamespaces }
-	configMaps, deployments, services, secrets = share(70), share(15), share(10), share(5)
-	return configMaps, deployments, services, secrets, configMaps + deployments + services + secrets
-}
+var benchConfigMaps, benchDeployments, benchServices, benchSecrets, benchObjects = benchfixture.Counts()
 
 // benchKinds are the four kinds BenchmarkFullSnapshot creates: all a minimal
 // dumper of those namespaces has to list.
@@ -116,7 +101,7 @@ func BenchmarkFullSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, sealer := benchConfig(b)
+	cfg, _, sealer := benchConfig(b, "bench", "")
 
 	b.Run("list-baseline", func(b *testing.B) {
 		start := requests.Load()
@@ -323,25 +308,26 @@ func listBaselineWith(ctx context.Context, workers int, list func(context.Contex
 	return n, errors.Join(errs...)
 }
 
-// benchConfig maps the benchmark namespaces to themselves and seals Secrets
-// for a new age identity.
-func benchConfig(b *testing.B) (*policies.SyncConfig, *snapshot.Sealer) {
+// benchConfig maps the benchmark namespaces to themselves, as mapping name
+// with extra spec lines (indented two spaces), and seals Secrets for a new
+// age identity.
+func benchConfig(b *testing.B, name, extra string) (*policies.SyncConfig, *age.X25519Identity, *snapshot.Sealer) {
 	b.Helper()
 	id, sealer := testKeys(b)
 	var text strings.Builder
-	text.WriteString(`apiVersion: dr-syncer.io/v1alpha1
+	fmt.Fprintf(&text, `apiVersion: dr-syncer.io/v1alpha1
 kind: SyncConfig
-metadata: {name: bench}
+metadata: {name: %s}
 spec:
   source: {name: bench-source}
   target: {name: bench-target}
   namespaces:
-`)
+`, name)
 	for i := range benchNamespaces {
 		fmt.Fprintf(&text, "  - {source: %s}\n", benchNamespace(i))
 	}
-	fmt.Fprintf(&text, "  secrets:\n    mode: encrypt\n    recipients: [%s]\n", id.Recipient())
-	return decodeConfig(b, text.String()), sealer
+	fmt.Fprintf(&text, "  secrets:\n    mode: encrypt\n    recipients: [%s]\n%s", id.Recipient(), extra)
+	return decodeConfig(b, text.String()), id, sealer
 }
 
 func benchNamespace(i int) string { return fmt.Sprintf("bench-snap-%02d", i) }
@@ -367,17 +353,26 @@ func benchSource(b *testing.B) {
 	}
 }
 
-// populate creates the benchmark namespaces and objects; those that already
-// exist are kept.
-func populate(ctx context.Context, cs kubernetes.Interface) error {
-	// envtest's service range, 10.0.0.0/24, holds 253 ClusterIPs. A second
-	// ServiceCIDR without status counts as ready: no controller has to run.
+// benchServiceCIDR makes room for the ClusterIPs of the benchmark's
+// Services in a cluster: envtest's service range, 10.0.0.0/24, holds 253. A
+// second ServiceCIDR without status counts as ready: no controller has to
+// run.
+func benchServiceCIDR(ctx context.Context, cs kubernetes.Interface) error {
 	cidr := &networkingv1.ServiceCIDR{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench-snap"},
 		Spec:       networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.1.0.0/20"}},
 	}
 	if _, err := cs.NetworkingV1().ServiceCIDRs().Create(ctx, cidr, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("ServiceCIDR/%s: create: %w", cidr.Name, err)
+	}
+	return nil
+}
+
+// populate creates the benchmark namespaces and objects; those that already
+// exist are kept.
+func populate(ctx context.Context, cs kubernetes.Interface) error {
+	if err := benchServiceCIDR(ctx, cs); err != nil {
+		return err
 	}
 	// 4,094 ClusterIPs are too few for the Services of 100,000 objects.
 	if benchServices > 4000 {

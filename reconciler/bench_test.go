@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,29 +20,15 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dr-syncer/dr-syncer/internal/benchfixture"
 )
 
 // The object set of BenchmarkApply: 10,000 objects over 10 namespaces, or
-// DR_SYNCER_BENCH_OBJECTS (see benchCounts).
-const benchNamespaces = 10
+// DR_SYNCER_BENCH_OBJECTS (see benchfixture.Counts).
+const benchNamespaces = benchfixture.Namespaces
 
-var benchConfigMaps, benchDeployments, benchServices, benchSecrets, benchObjects = benchCounts()
-
-// benchCounts splits DR_SYNCER_BENCH_OBJECTS (default 10,000) into 70%
-// ConfigMaps, 15% Deployments, 10% Services and 5% Secrets, each a multiple
-// of benchNamespaces; objects is their sum.
-func benchCounts() (configMaps, deployments, services, secrets, objects int) {
-	n := 10_000
-	if v := os.Getenv("DR_SYNCER_BENCH_OBJECTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 20*benchNamespaces {
-			panic(fmt.Sprintf("DR_SYNCER_BENCH_OBJECTS=%q: want an object count of at least %d", v, 20*benchNamespaces))
-		}
-	}
-	share := func(pct int) int { return n * pct / 100 / benchNamespaces * benchNamespaces }
-	configMaps, deployments, services, secrets = share(70), share(15), share(10), share(5)
-	return configMaps, deployments, services, secrets, configMaps + deployments + services + secrets
-}
+var benchConfigMaps, benchDeployments, benchServices, benchSecrets, benchObjects = benchfixture.Counts()
 
 var benchGVRs = []schema.GroupVersionResource{
 	{Version: "v1", Resource: "configmaps"},
