@@ -148,9 +148,7 @@ func targetState(t *testing.T, c kubernetes.Interface, dst string) map[string]st
 // their resourceVersions) and commit nothing (refs unchanged, work tree
 // clean).
 func TestBadInput(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("DR_SYNCER_SOURCE_KUBECONFIG", writeKubeconfig(t, clusters.Source))
-	t.Setenv("DR_SYNCER_TARGET_KUBECONFIG", writeKubeconfig(t, clusters.Target))
+	clusterEnv(t)
 	t.Setenv("DR_SYNCER_AGE_IDENTITY", "")
 	ctx := t.Context()
 	src, tgt := clusters.Source.Clientset(), clusters.Target.Clientset()

@@ -25,9 +25,7 @@ import (
 // of the remote (every blob of every commit on every branch, and whatever
 // else the object store holds) for any of them, plain or base64.
 func TestSecretsCanary(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("DR_SYNCER_SOURCE_KUBECONFIG", writeKubeconfig(t, clusters.Source))
-	t.Setenv("DR_SYNCER_TARGET_KUBECONFIG", writeKubeconfig(t, clusters.Target))
+	clusterEnv(t)
 	ctx := t.Context()
 	src, tgt := clusters.Source.Clientset(), clusters.Target.Clientset()
 	ns := clusters.Source.Namespace(t)

@@ -103,9 +103,7 @@ var commitLine = regexp.MustCompile(`commit ([0-9a-f]{7}) on `)
 // server.
 func remoteSetup(t *testing.T, transport string) (remoteRepo, string, string) {
 	t.Helper()
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("DR_SYNCER_SOURCE_KUBECONFIG", writeKubeconfig(t, clusters.Source))
-	t.Setenv("DR_SYNCER_TARGET_KUBECONFIG", writeKubeconfig(t, clusters.Target))
+	clusterEnv(t)
 	for _, k := range []string{"USERNAME", "PASSWORD", "TOKEN", "SSH_KEY", "SSH_KEY_PASSPHRASE", "KNOWN_HOSTS"} {
 		t.Setenv("DR_SYNCER_GIT_"+k, "")
 	}

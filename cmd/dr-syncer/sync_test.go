@@ -15,6 +15,16 @@ import (
 	"github.com/dr-syncer/dr-syncer/internal/testcluster"
 )
 
+// clusterEnv gives the commands of the test the kubeconfigs of both test
+// clusters (by environment, as a person would) and a configuration
+// directory of their own (identities, agent keys).
+func clusterEnv(t *testing.T) {
+	t.Helper()
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("DR_SYNCER_SOURCE_KUBECONFIG", writeKubeconfig(t, clusters.Source))
+	t.Setenv("DR_SYNCER_TARGET_KUBECONFIG", writeKubeconfig(t, clusters.Target))
+}
+
 func writeKubeconfig(t *testing.T, c *testcluster.Cluster) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), c.Name+".kubeconfig")
@@ -25,9 +35,7 @@ func writeKubeconfig(t *testing.T, c *testcluster.Cluster) string {
 // TestSyncCommand replicates a namespace from the source to the target
 // with the commands a person would run: init, sync, diff, apply.
 func TestSyncCommand(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("DR_SYNCER_SOURCE_KUBECONFIG", writeKubeconfig(t, clusters.Source))
-	t.Setenv("DR_SYNCER_TARGET_KUBECONFIG", writeKubeconfig(t, clusters.Target))
+	clusterEnv(t)
 	ctx := t.Context()
 	src, tgt := clusters.Source.Clientset(), clusters.Target.Clientset()
 	ns := clusters.Source.Namespace(t)

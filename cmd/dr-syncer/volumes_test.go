@@ -17,9 +17,7 @@ import (
 // runner: real rsync and ssh against an agent on loopback), and status
 // shows which commit's data the target holds.
 func TestSyncVolumes(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("DR_SYNCER_SOURCE_KUBECONFIG", writeKubeconfig(t, clusters.Source))
-	t.Setenv("DR_SYNCER_TARGET_KUBECONFIG", writeKubeconfig(t, clusters.Target))
+	clusterEnv(t)
 	ns := clusters.Source.Namespace(t)
 	agent := testvolume.StartAgent(t)
 	dir := testvolume.MountedClaim(t, clusters.Source.Clientset(), ns, "uploads", agent.KubeletDir)
