@@ -6,14 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 func TestProgressLine(t *testing.T) {
@@ -118,3 +124,63 @@ func TestFollowerReadsRunningPods(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestKubeRunnerAsksForTheRunningPodsLog: with a progress function, the
+// runner asks the real apiserver for the followed log of the Job's pod once
+// it runs (this apiserver has no kubelet to serve it: the request fails,
+// the copy's outcome does not depend on it); without one, it never asks.
+func TestKubeRunnerAsksForTheRunningPodsLog(t *testing.T) {
+	for _, withProgress := range []bool{true, false} {
+		t.Run(fmt.Sprintf("progress=%v", withProgress), func(t *testing.T) {
+			tgt := clusters.Target.Clientset()
+			ns := clusters.Target.Namespace(t)
+			createPVC(t, tgt, ns, "data", "")
+			var asked atomic.Int32
+			cfg := rest.CopyConfig(clusters.Target.Config)
+			cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					if strings.HasSuffix(r.URL.Path, "/log") && r.URL.Query().Get("follow") == "true" && r.URL.Query().Get("container") == pullerName {
+						asked.Add(1)
+					}
+					return rt.RoundTrip(r)
+				})
+			})
+			client := kubernetes.NewForConfigOrDie(cfg)
+			playJob(t, t.Context(), tgt, ns, func(_ *batchv1.Job, pod *corev1.Pod) *corev1.PodStatus {
+				pod.Status = corev1.PodStatus{Phase: corev1.PodRunning}
+				running, err := tgt.CoreV1().Pods(ns).UpdateStatus(t.Context(), pod, metav1.UpdateOptions{})
+				if err != nil {
+					t.Errorf("pod running: %v", err)
+				} else {
+					*pod = *running // playJob's next update goes on from it
+				}
+				// Give the runner the time to see it run.
+				deadline := time.Now().Add(10 * time.Second)
+				for asked.Load() == 0 && time.Now().Before(deadline) && withProgress {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if !withProgress {
+					time.Sleep(time.Second)
+				}
+				return terminated(corev1.PodSucceeded, 0, reportJSON(t, PullReport{Stats: Stats{Files: 1}}))
+			})
+			r := &KubeRunner{Client: client, Image: "registry.example/dr-syncer:v1", PollInterval: 100 * time.Millisecond}
+			var progress func(Progress)
+			if withProgress {
+				progress = func(Progress) {}
+			}
+			got, err := r.Run(t.Context(), testTransfer(ns), testCreds, progress)
+			require.NoError(t, err)
+			require.Equal(t, int64(1), got.Files)
+			if withProgress {
+				require.Equal(t, int32(1), asked.Load(), "one followed log request for the running pod")
+			} else {
+				require.Zero(t, asked.Load(), "no log read without a progress function")
+			}
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
