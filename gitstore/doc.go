@@ -24,6 +24,12 @@
 // it fail instead of losing a commit. In a repository with a work tree whose
 // HEAD is the branch, it also updates the changed files and their index
 // entries, and nothing else: people edit overlays in the same work tree.
+// From 20,000 entries on (or with core.splitIndex=true) the index is kept
+// split as git's core.splitIndex does it: a shared index written once and
+// an index file holding only what changed since, so that a commit does not
+// rewrite an 11 MB index at 100,000 files (see splitindex.go for the rules;
+// git reads and keeps such an index without any setting, go-git cannot
+// read it; core.splitIndex=false turns it off).
 //
 // # Reading
 //

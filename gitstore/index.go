@@ -169,16 +169,19 @@ func (ix *indexFile) nameAt(off int) (int, int, error) {
 	return start, n, nil
 }
 
-func (ix *indexFile) name(i int) string {
+func (ix *indexFile) name(i int) string { return string(ix.nameBytes(i)) }
+
+func (ix *indexFile) nameBytes(i int) []byte {
 	start, n, _ := ix.nameAt(ix.offsets[i]) // checked by parseIndex
-	return string(ix.data[start : start+n])
+	return ix.data[start : start+n]
 }
 
 // find returns the range of entries (all stages) of path.
 func (ix *indexFile) find(path string) (lo, hi int) {
-	lo = sort.Search(len(ix.offsets), func(i int) bool { return ix.name(i) >= path })
+	// string(b) in a comparison does not copy b.
+	lo = sort.Search(len(ix.offsets), func(i int) bool { return string(ix.nameBytes(i)) >= path })
 	hi = lo
-	for hi < len(ix.offsets) && ix.name(hi) == path {
+	for hi < len(ix.offsets) && string(ix.nameBytes(hi)) == path {
 		hi++
 	}
 	return lo, hi

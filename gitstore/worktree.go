@@ -105,28 +105,35 @@ func (r *Repository) updateWorkTree(lock *indexLock, cur *currentIndex, updates 
 // states of its hash (see hashIndex), so that the next Commit neither reads
 // nor parses it again nor rehashes the part before the first changed entry,
 // as long as the file on disk is still that one. It costs about twice the
-// index size in memory (the content and a buffer for the next one).
+// index size in memory (the content and a buffer for the next one), three
+// times for a split index (and its shared entries).
 type indexCache struct {
 	file  os.FileInfo // the index file as written; nil: nothing cached
-	ix    *indexFile
-	sum   []byte // its checksum
-	marks [][]byte
+	ix    *indexFile  // the whole index (merged, when split)
+	split *splitIndex // nil: not split
+	sum   []byte      // the file's checksum
+	marks [][]byte    // hash states of a whole (not split) index
 	spare []byte
 }
 
-// load returns the parsed index and whether it is the cached one (so that
-// the hash marks apply), or, for a version 4 index, errIndexV4 and the file.
-func (c *indexCache) load(name string) (*indexFile, bool, []byte, error) {
+// load returns the parsed index (whole: merged with its shared index when
+// split), its split state, and whether it is the cached one (so that the
+// hash marks apply), or, for a version 4 index, errIndexV4 and the file.
+func (c *indexCache) load(name string) (*indexFile, *splitIndex, bool, []byte, error) {
 	if c.file != nil && c.current(name) {
-		return c.ix, true, nil, nil
+		return c.ix, c.split, true, nil, nil
 	}
-	c.file = nil
+	c.file, c.split, c.marks = nil, nil, nil
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return nil, false, nil, err
+		return nil, nil, false, nil, err
 	}
 	ix, err := parseIndex(data)
-	return ix, false, data, err
+	if err != nil {
+		return nil, nil, false, data, err
+	}
+	ix, split, err := loadSplit(filepath.Dir(name), ix)
+	return ix, split, false, data, err
 }
 
 // current reports whether the index file is still the one c holds: same
@@ -149,16 +156,17 @@ func (c *indexCache) current(name string) bool {
 
 // currentIndex is the index as Commit found it, under index.lock.
 type currentIndex struct {
-	ix     *indexFile // nil for a version 4 index: see raw
-	cached bool       // ix is the cached one, whose hash marks apply
-	raw    []byte     // the file, when it was read
+	ix     *indexFile  // nil for a version 4 index: see raw
+	split  *splitIndex // nil: not split
+	cached bool        // ix is the cached one, whose hash marks apply
+	raw    []byte      // the file, when it was read
 }
 
 // readIndex reads the index (the cached one if still current) and checks
 // that Commit can update it, before anything is written. Without an index
 // it starts from the files of oldTree.
 func (r *Repository) readIndex(lock *indexLock, oldTree plumbing.Hash) (*currentIndex, error) {
-	ix, cached, raw, err := r.idx.load(lock.index)
+	ix, split, cached, raw, err := r.idx.load(lock.index)
 	if errors.Is(err, fs.ErrNotExist) {
 		if raw, err = r.indexOfTree(oldTree); err == nil {
 			ix, err = parseIndex(raw)
@@ -173,7 +181,7 @@ func (r *Repository) readIndex(lock *indexLock, oldTree plumbing.Hash) (*current
 	if _, err := ix.extensions(nil); err != nil {
 		return nil, err
 	}
-	return &currentIndex{ix: ix, cached: cached, raw: raw}, nil
+	return &currentIndex{ix: ix, split: split, cached: cached, raw: raw}, nil
 }
 
 // writeIndex writes the index with ups applied into the lock and puts it in
@@ -199,7 +207,13 @@ func (r *Repository) writeIndex(lock *indexLock, cur *currentIndex, ups []indexU
 	if old != nil {
 		c.spare = old[:0]
 	}
-	if !cached {
+
+	mode, maxPercent := r.splitConfig()
+	split := cur.split
+	if mode == 1 || mode == -1 && (split != nil || len(ix.offsets) >= splitIndexMinEntries) {
+		return r.writeSplitIndex(lock, ix, split, ups, maxPercent)
+	}
+	if !cached || split != nil {
 		same = 0
 	}
 
@@ -225,7 +239,53 @@ func (r *Repository) writeIndex(lock *indexLock, cur *currentIndex, ups []indexU
 		return err
 	}
 	if fi, err := os.Stat(lock.index); err == nil {
-		c.file, c.ix, c.sum, c.marks = fi, ix, h.sum, h.marks
+		c.file, c.ix, c.split, c.sum, c.marks = fi, ix, nil, h.sum, h.marks
+	}
+	return nil
+}
+
+// writeSplitIndex writes ix (ups applied) as a split index: only the
+// entries that differ from the shared index, or a new shared index when
+// there is none yet, its file is gone, or the differences reach maxPercent
+// of its entries.
+func (r *Repository) writeSplitIndex(lock *indexLock, ix *indexFile, split *splitIndex, ups []indexUpdate, maxPercent int) error {
+	dir := filepath.Dir(lock.index)
+	var deleted []int
+	var added [][]byte
+	var replaced plumbing.Hash
+	if split != nil {
+		if _, err := os.Stat(sharedIndexPath(dir, split.sum)); err == nil {
+			for _, u := range ups {
+				split.dirty[u.path] = struct{}{}
+			}
+			deleted, added = split.delta(ix)
+			if 100*(len(deleted)+len(added)) > maxPercent*len(split.base.offsets) {
+				replaced, split = split.sum, nil
+			}
+		} else {
+			split = nil
+		}
+	}
+	if split == nil {
+		var err error
+		if split, err = writeShared(dir, ix); err != nil {
+			return err
+		}
+		deleted, added = nil, nil
+	}
+	data := split.encode(ix, deleted, added)
+	if _, err := lock.f.Write(data); err != nil {
+		return err
+	}
+	if err := lock.commit(); err != nil {
+		return err
+	}
+	if !replaced.IsZero() {
+		removeOldShared(dir, split.sum, replaced)
+	}
+	c := &r.idx
+	if fi, err := os.Stat(lock.index); err == nil {
+		c.file, c.ix, c.split, c.sum, c.marks = fi, ix, split, data[len(data)-sha1.Size:], nil
 	}
 	return nil
 }
