@@ -51,12 +51,68 @@ var splitIndexMinEntries = 20_000
 // splitIndexMaxPercent is git's default splitIndex.maxPercentChange.
 const splitIndexMaxPercent = 20
 
-// splitIndex is the shared part of a split index and which paths may differ
-// from it.
+// splitIndex is the shared part of a split index and how the index
+// differs from it, kept up to date path by path (update), so that writing
+// the index costs what differs, not a comparison of every path that changed
+// since the shared index was written.
 type splitIndex struct {
 	sum   plumbing.Hash // checksum and name of the shared file
 	base  *indexFile    // its entries (its own copy of the bytes)
-	dirty map[string]struct{}
+	gone  []uint64      // bitset of the base entries that are deleted
+	added map[string]splitEntries
+	order []string // the paths of added, sorted
+}
+
+// splitEntries are the entries (all stages) of one path that replace the
+// base's, as bytes.
+type splitEntries struct {
+	data []byte
+	n    int
+}
+
+func newSplit(sum plumbing.Hash, base *indexFile) *splitIndex {
+	return &splitIndex{sum: sum, base: base, gone: make([]uint64, (len(base.offsets)+63)/64), added: map[string]splitEntries{}}
+}
+
+// update records how the entries of path in ix differ from the base.
+func (s *splitIndex) update(ix *indexFile, path string) {
+	lo, hi := s.base.find(path)
+	flo, fhi := ix.find(path)
+	cur := ix.span(flo, fhi)
+	same := hi-lo == fhi-flo && bytes.Equal(s.base.span(lo, hi), cur)
+	for i := lo; i < hi; i++ {
+		if same {
+			s.gone[i/64] &^= 1 << (i % 64)
+		} else {
+			s.gone[i/64] |= 1 << (i % 64)
+		}
+	}
+	_, had := s.added[path]
+	if same || fhi == flo {
+		if had {
+			delete(s.added, path)
+			k, _ := slices.BinarySearch(s.order, path)
+			s.order = slices.Delete(s.order, k, k+1)
+		}
+		return
+	}
+	s.added[path] = splitEntries{data: bytes.Clone(cur), n: fhi - flo}
+	if !had {
+		k, _ := slices.BinarySearch(s.order, path)
+		s.order = slices.Insert(s.order, k, path)
+	}
+}
+
+// changes counts the base entries deleted and the entries added.
+func (s *splitIndex) changes() int {
+	n := 0
+	for _, w := range s.gone {
+		n += bits.OnesCount64(w)
+	}
+	for _, e := range s.added {
+		n += e.n
+	}
+	return n
 }
 
 func sharedIndexPath(dir string, sum plumbing.Hash) string {
@@ -95,12 +151,18 @@ func (ix *indexFile) withoutExtension(sig string) []byte {
 }
 
 // entry returns the bytes of entry i, padding included.
-func (ix *indexFile) entry(i int) []byte {
-	end := ix.entEnd
-	if i+1 < len(ix.offsets) {
-		end = ix.offsets[i+1]
+func (ix *indexFile) entry(i int) []byte { return ix.span(i, i+1) }
+
+// span returns the bytes of entries lo to hi (excluded).
+func (ix *indexFile) span(lo, hi int) []byte {
+	if lo == hi {
+		return nil
 	}
-	return ix.data[ix.offsets[i]:end]
+	end := ix.entEnd
+	if hi < len(ix.offsets) {
+		end = ix.offsets[hi]
+	}
+	return ix.data[ix.offsets[lo]:end]
 }
 
 func entryFlags(e []byte) uint16 { return binary.BigEndian.Uint16(e[60:]) }
@@ -177,7 +239,11 @@ func loadSplit(dir string, main *indexFile) (*indexFile, *splitIndex, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return ix, &splitIndex{sum: sum, base: base, dirty: dirty}, nil
+	split := newSplit(sum, base)
+	for p := range dirty {
+		split.update(ix, p)
+	}
+	return ix, split, nil
 }
 
 // mergeSplit applies a split index's entries and bitmaps to its shared
@@ -288,43 +354,6 @@ func (r *Repository) splitConfig() (mode, maxPercent int) {
 	return mode, maxPercent
 }
 
-// splitDelta returns what the index file of a split index holds: the
-// positions of the shared entries that are gone and the entries that are
-// new, for the paths that may differ (the ones no longer differing leave
-// dirty).
-func (s *splitIndex) delta(ix *indexFile) (deleted []int, added [][]byte) {
-	paths := make([]string, 0, len(s.dirty))
-	for p := range s.dirty {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
-		lo, hi := s.base.find(p)
-		flo, fhi := ix.find(p)
-		if hi-lo == fhi-flo {
-			same := true
-			for j := range hi - lo {
-				if !bytes.Equal(s.base.entry(lo+j), ix.entry(flo+j)) {
-					same = false
-					break
-				}
-			}
-			if same {
-				delete(s.dirty, p)
-				continue
-			}
-		}
-		for i := lo; i < hi; i++ {
-			deleted = append(deleted, i)
-		}
-		for i := flo; i < fhi; i++ {
-			added = append(added, ix.entry(i))
-		}
-	}
-	slices.Sort(deleted)
-	return deleted, added
-}
-
 // writeShared writes the entries of ix as a shared index in dir (unless a
 // file of that checksum is there already) and returns the split state that
 // starts from it.
@@ -333,8 +362,7 @@ func writeShared(dir string, ix *indexFile) (*splitIndex, error) {
 	copy(data, ix.data[:ix.entEnd])
 	sum := sha1.Sum(data)
 	data = append(data, sum[:]...)
-	s := &splitIndex{sum: plumbing.Hash(sum), dirty: map[string]struct{}{},
-		base: &indexFile{data: data[:ix.entEnd], version: ix.version, offsets: slices.Clone(ix.offsets), entEnd: ix.entEnd}}
+	s := newSplit(plumbing.Hash(sum), &indexFile{data: data[:ix.entEnd], version: ix.version, offsets: slices.Clone(ix.offsets), entEnd: ix.entEnd})
 	path := sharedIndexPath(dir, s.sum)
 	if _, err := os.Stat(path); err == nil {
 		return s, nil
@@ -360,15 +388,28 @@ func writeShared(dir string, ix *indexFile) (*splitIndex, error) {
 	return s, nil
 }
 
-// encodeSplit returns the index file of a split index: the new entries,
-// the link extension and the other extensions of ix.
-func (s *splitIndex) encode(ix *indexFile, deleted []int, added [][]byte) []byte {
+// encode returns the index file of the split index: the entries that
+// differ from the base, the link extension and the other extensions of ix.
+func (s *splitIndex) encode(ix *indexFile) []byte {
 	version := uint32(2)
-	size := 12
-	for _, e := range added {
-		size += len(e)
-		if entryFlags(e)&indexExtended != 0 {
-			version = 3
+	size, count := 12, 0
+	for _, p := range s.order {
+		e := s.added[p]
+		size += len(e.data)
+		count += e.n
+		for off := 0; off < len(e.data) && version == 2; {
+			if entryFlags(e.data[off:])&indexExtended != 0 {
+				version = 3
+			}
+			off += entrySize(e.data[off:])
+		}
+	}
+	var deleted []int
+	for w, word := range s.gone {
+		for word != 0 {
+			b := word & -word
+			deleted = append(deleted, w*64+bits.TrailingZeros64(b))
+			word &^= b
 		}
 	}
 	del, repl := ewahEncode(deleted), ewahEncode(nil)
@@ -376,9 +417,9 @@ func (s *splitIndex) encode(ix *indexFile, deleted []int, added [][]byte) []byte
 	out := make([]byte, 0, size+8+sha1.Size+len(del)+len(repl)+len(ext)+sha1.Size)
 	out = append(out, "DIRC"...)
 	out = binary.BigEndian.AppendUint32(out, version)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(added)))
-	for _, e := range added {
-		out = append(out, e...)
+	out = binary.BigEndian.AppendUint32(out, uint32(count))
+	for _, p := range s.order {
+		out = append(out, s.added[p].data...)
 	}
 	out = append(out, "link"...)
 	out = binary.BigEndian.AppendUint32(out, uint32(sha1.Size+len(del)+len(repl)))
@@ -388,6 +429,20 @@ func (s *splitIndex) encode(ix *indexFile, deleted []int, added [][]byte) []byte
 	out = append(out, ext...)
 	sum := sha1.Sum(out)
 	return append(out, sum[:]...)
+}
+
+// entrySize returns the size of the version 2 or 3 entry at the start of
+// e (one that this package checked or wrote).
+func entrySize(e []byte) int {
+	fixed := indexEntryFixed
+	if entryFlags(e)&indexExtended != 0 {
+		fixed += 2
+	}
+	n := int(entryFlags(e) & indexNameMask)
+	if n == indexNameMask {
+		n = bytes.IndexByte(e[fixed:], 0)
+	}
+	return (fixed + n + 8) &^ 7
 }
 
 // removeOldShared removes the shared index files in dir other than keep's.

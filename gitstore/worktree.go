@@ -250,16 +250,13 @@ func (r *Repository) writeIndex(lock *indexLock, cur *currentIndex, ups []indexU
 // of its entries.
 func (r *Repository) writeSplitIndex(lock *indexLock, ix *indexFile, split *splitIndex, ups []indexUpdate, maxPercent int) error {
 	dir := filepath.Dir(lock.index)
-	var deleted []int
-	var added [][]byte
 	var replaced plumbing.Hash
 	if split != nil {
 		if _, err := os.Stat(sharedIndexPath(dir, split.sum)); err == nil {
 			for _, u := range ups {
-				split.dirty[u.path] = struct{}{}
+				split.update(ix, u.path)
 			}
-			deleted, added = split.delta(ix)
-			if 100*(len(deleted)+len(added)) > maxPercent*len(split.base.offsets) {
+			if 100*split.changes() > maxPercent*len(split.base.offsets) {
 				replaced, split = split.sum, nil
 			}
 		} else {
@@ -271,9 +268,8 @@ func (r *Repository) writeSplitIndex(lock *indexLock, ix *indexFile, split *spli
 		if split, err = writeShared(dir, ix); err != nil {
 			return err
 		}
-		deleted, added = nil, nil
 	}
-	data := split.encode(ix, deleted, added)
+	data := split.encode(ix)
 	if _, err := lock.f.Write(data); err != nil {
 		return err
 	}
