@@ -3,7 +3,6 @@ package gitstore
 import (
 	"context"
 	"fmt"
-	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -53,62 +52,82 @@ func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[
 		return ChangeSet{}, fail(err)
 	}
 
-	paths := slices.Sorted(maps.Keys(files))
-	hashes, err := hashBlobs(ctx, paths, files, old)
-	if err != nil {
+	// One pass over the map; no sort of every path (only of the changes).
+	items := make([]diffItem, 0, len(files))
+	matched := 0
+	for p, content := range files {
+		h, exists := old[p]
+		if exists {
+			matched++
+		}
+		items = append(items, diffItem{path: p, content: content, old: h, exists: exists})
+	}
+	if err := hashBlobs(ctx, items); err != nil {
 		return ChangeSet{}, fail(err)
 	}
 	var cs ChangeSet
-	for i, p := range paths {
-		content := files[p]
-		if content == nil {
-			content = []byte{} // nil would mean "delete" to Commit
-		}
-		h, exists := old[p]
+	for _, it := range items {
 		switch {
-		case !exists:
-			cs.Added = append(cs.Added, p)
-		case h != hashes[i]:
-			cs.Modified = append(cs.Modified, p)
+		case !it.exists:
+			cs.Added = append(cs.Added, it.path)
+		case it.old != it.hash:
+			cs.Modified = append(cs.Modified, it.path)
 		default:
 			continue
 		}
-		cs.Changes = append(cs.Changes, Change{Path: p, Content: content})
+		content := it.content
+		if content == nil {
+			content = []byte{} // nil would mean "delete" to Commit
+		}
+		cs.Changes = append(cs.Changes, Change{Path: it.path, Content: content})
 	}
-	for p := range old {
-		if _, ok := files[p]; !ok {
-			cs.Removed = append(cs.Removed, p)
-			cs.Changes = append(cs.Changes, Change{Path: p})
+	if matched < len(old) {
+		for p := range old {
+			if _, ok := files[p]; !ok {
+				cs.Removed = append(cs.Removed, p)
+				cs.Changes = append(cs.Changes, Change{Path: p})
+			}
 		}
 	}
+	slices.Sort(cs.Added)
+	slices.Sort(cs.Modified)
 	slices.Sort(cs.Removed)
 	slices.SortFunc(cs.Changes, func(a, b Change) int { return strings.Compare(a.Path, b.Path) })
 	return cs, nil
 }
 
-// hashBlobs returns the blob hash of each file that exists in old (the
+// diffItem is one file of a Diff: its content, the blob it had at the tip
+// (if any), and the hash of its content (computed only when it had one).
+type diffItem struct {
+	path    string
+	content []byte
+	old     plumbing.Hash
+	exists  bool
+	hash    plumbing.Hash
+}
+
+// hashBlobs sets the blob hash of each item that exists at the tip (the
 // others need none), hashing on every core: at 100,000 files hashing is most
 // of what Diff does. It uses go-git's hash, the one Commit's objects get.
-func hashBlobs(ctx context.Context, paths []string, files map[string][]byte, old map[string]plumbing.Hash) ([]plumbing.Hash, error) {
-	hashes := make([]plumbing.Hash, len(paths))
-	workers := min(runtime.GOMAXPROCS(0), 1+len(paths)/512)
-	chunk := (len(paths) + workers - 1) / workers
+func hashBlobs(ctx context.Context, items []diffItem) error {
+	workers := min(runtime.GOMAXPROCS(0), 1+len(items)/512)
+	chunk := (len(items) + workers - 1) / workers
 	var wg sync.WaitGroup
 	for w := range workers {
-		lo, hi := w*chunk, min((w+1)*chunk, len(paths))
+		lo, hi := w*chunk, min((w+1)*chunk, len(items))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
 				if (i-lo)%1024 == 0 && ctx.Err() != nil {
 					return
 				}
-				if _, ok := old[paths[i]]; ok {
-					hashes[i] = plumbing.ComputeHash(plumbing.BlobObject, files[paths[i]])
+				if items[i].exists {
+					items[i].hash = plumbing.ComputeHash(plumbing.BlobObject, items[i].content)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return hashes, ctx.Err()
+	return ctx.Err()
 }
 
 // filesAtTip returns the entries under dir (canonical, see cleanPrefix) at
