@@ -269,6 +269,54 @@ metadata: {name: x, namespace: `+ns+`}
 	require.Equal(t, "c1", inv.Commit)
 }
 
+// TestNewObjectsValidatedAsApplied: the dry run of an object that does not
+// exist yet is the apply itself. A dry-run create would cost the apiserver
+// less, but it accepts the Deployment (two env vars of the same name),
+// whose write would then fail after others were made.
+func TestNewObjectsValidatedAsApplied(t *testing.T) {
+	ns := clusters.Target.Namespace(t)
+	m := newManager(t, Options{})
+	set := decode(t, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: fine, namespace: `+ns+`}
+data: {a: b}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: twice, namespace: `+ns+`}
+spec:
+  selector: {matchLabels: {app: twice}}
+  template:
+    metadata: {labels: {app: twice}}
+    spec:
+      containers:
+      - name: app
+        image: nginx
+        env: [{name: MODE, value: a}, {name: MODE, value: b}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: typo, namespace: `+ns+`}
+data: {a: b}
+datta: {c: d}
+`)
+	res, err := m.Apply(t.Context(), set, ApplyOptions{Commit: "c1"})
+	require.Nil(t, res)
+	var invalid *InvalidError
+	require.ErrorAs(t, err, &invalid)
+	var refs []string
+	for _, e := range invalid.Errors {
+		var oe *ObjectError
+		require.ErrorAs(t, e, &oe)
+		refs = append(refs, oe.Object.String())
+	}
+	require.ElementsMatch(t, []string{"Deployment.apps/" + ns + "/twice", "ConfigMap/" + ns + "/typo"}, refs)
+	require.Contains(t, err.Error(), `duplicate entries for key [name="MODE"]`)
+	require.Contains(t, err.Error(), `.datta: field not declared in schema`)
+	require.Nil(t, getLive(t, m, refOf(set[0])), "a valid object was written before the refusal")
+}
+
 func TestMassPruneRefused(t *testing.T) {
 	ns := clusters.Target.Namespace(t)
 	m := newManager(t, Options{})
