@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"filippo.io/age"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -141,6 +142,8 @@ type applier struct {
 	// opened are the Secrets of lastObjs, opened: a sealed object the
 	// next commit renders unchanged (the same pointer) is not opened again.
 	opened map[*unstructured.Unstructured]*unstructured.Unstructured
+	// rendered is how long the render of the last apply took, for the log.
+	rendered time.Duration
 }
 
 func newApplier(opts ApplyOptions, log *slog.Logger) (*applier, error) {
@@ -155,7 +158,9 @@ func newApplier(opts ApplyOptions, log *slog.Logger) (*applier, error) {
 // way it went.
 func (a *applier) apply(ctx context.Context, opts ApplyOptions, commit plumbing.Hash, full bool) (res ApplyResult, incremental bool, err error) {
 	res.Commit = commit
+	start := time.Now()
 	objs, err := a.cache.Build(ctx, opts.Repo, commit.String(), opts.Config)
+	a.rendered = time.Since(start)
 	if err != nil {
 		return res, false, err
 	}
@@ -199,7 +204,10 @@ func (a *applier) apply(ctx context.Context, opts ApplyOptions, commit plumbing.
 // open returns o with its sealed values opened (a copy: the cache's
 // object is shared), or o itself when it holds none.
 func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, opened map[*unstructured.Unstructured]*unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	if o.GetAnnotations()[snapshot.EncryptedAnnotation] == "" {
+	// Not GetAnnotations: it copies the map, of every object of the set
+	// at every apply.
+	v, _, _ := unstructured.NestedFieldNoCopy(o.Object, "metadata", "annotations", snapshot.EncryptedAnnotation)
+	if s, _ := v.(string); s == "" {
 		return o, nil
 	}
 	if u, ok := a.opened[o]; ok {

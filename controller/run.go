@@ -550,7 +550,7 @@ func (r *runner) applyTip(ctx context.Context, forced time.Time) error {
 	}
 	r.m.lastSuccess.SetToCurrentTime()
 	counts := res.Counts()
-	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond), "incremental", incremental,
+	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond), "render", r.applier.rendered.Round(time.Millisecond), "incremental", incremental,
 		"created", counts[reconciler.Created], "configured", counts[reconciler.Configured],
 		"deleted", counts[reconciler.Deleted], "unchanged", counts[reconciler.Unchanged])
 	r.observeLag(ctx, commit)

@@ -15,7 +15,7 @@ import (
 // benchRepo commits a snapshot of n objects (ConfigMaps, Deployments and
 // Services in turn) over 10 namespaces ns0..ns9, each mapped to nsN-dr, with
 // its generated overlay and the overlay skeleton.
-func benchRepo(b *testing.B, n int) (*gitstore.Repository, string, *policies.SyncConfig) {
+func benchRepo(b testing.TB, n int) (*gitstore.Repository, string, *policies.SyncConfig) {
 	b.Helper()
 	cfg := &policies.SyncConfig{Spec: policies.Spec{
 		Source: policies.ClusterRef{Name: "prod"}, Target: policies.ClusterRef{Name: "dr"},

@@ -35,37 +35,54 @@ import (
 // "overlays/dr/kustomization.yaml: resources[1]: https://…: remote resources
 // are refused: render builds from the commit only".
 func Build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig) ([]*unstructured.Unstructured, error) {
-	return build(ctx, repo, rev, cfg, nil, 0)
+	objs, _, err := build(ctx, repo, rev, cfg, nil, 0)
+	return objs, err
 }
 
-func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig, c *Cache, gen uint64) ([]*unstructured.Unstructured, error) {
+// build is Build, through the cache c when it is not nil; delta says that
+// it went as a delta build (delta.go).
+func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig, c *Cache, gen uint64) (objs []*unstructured.Unstructured, delta bool, err error) {
 	if err := checkNames(cfg); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	t, err := loadTree(ctx, repo, rev)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	t.cache, t.gen = c, gen
-	snap, err := newSnapshot(t, cfg.Spec.Source.Name)
-	if err != nil {
-		return nil, err
+	var last *lastBuild
+	if c != nil {
+		last = c.takeLast()
+	}
+	var snap *snapshot
+	if last != nil && last.b.snap.sameFiles(t, cfg.Spec.Source.Name) {
+		snap = last.b.snap // read only: shared
+	} else if snap, err = newSnapshot(t, cfg.Spec.Source.Name); err != nil {
+		return nil, false, err
 	}
 	t.uncached = snap.root + "/"
 	pl, err := walk(t, snap, overlaysDir+cfg.Spec.Target.Name)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	b := &builder{t: t, snap: snap, plan: pl, cache: c, gen: gen}
 	b.objects = b.snap.reached(b.plan.snapshotRefs)
-	objs, err := b.build(ctx)
-	if err != nil {
-		return nil, err
+	if last != nil {
+		b.inherit(last.b)
+		if objs, ok, err := b.delta(ctx, last); err != nil || ok {
+			return objs, ok, err
+		}
+	}
+	if objs, err = b.build(ctx); err != nil {
+		return nil, false, err
 	}
 	// The slice may be a cached run's own: sort a copy.
 	objs = slices.Clone(objs)
 	sortObjects(objs)
-	return objs, nil
+	if c != nil {
+		c.remember(b, objs)
+	}
+	return objs, false, nil
 }
 
 // builder runs kustomize over the files of one commit.
@@ -76,6 +93,8 @@ type builder struct {
 	// objects are the snapshot object files the overlay reaches.
 	objects []string
 	pins    map[pin]bool
+	// pinnedFiles are the files of the objects every chunk holds.
+	pinnedFiles []string
 	// cache, when set, remembers kustomize runs across builds; gen is
 	// this build's number in it.
 	cache *Cache
@@ -83,6 +102,14 @@ type builder struct {
 	// patchesOf are the routed patches that may apply to each object file
 	// (route).
 	patchesOf map[string][]*routedPatch
+	// chunks are the partition (partition, once); deltaID is planKey
+	// and keptID keptKey, once the route is known (planned); partitioned
+	// says that the build went in chunks.
+	chunks          [][]string
+	partitionedOnce bool
+	deltaID, keptID runKey
+	planned         bool
+	partitioned     bool
 }
 
 // cut is k.cut(drop), through the cache: the same kustomization (blob)
@@ -150,6 +177,7 @@ func (b *builder) build(ctx context.Context) ([]*unstructured.Unstructured, erro
 			if buildTrace != nil && err == nil {
 				buildTrace(len(chunks), "")
 			}
+			b.partitioned = err == nil
 			return objs, err
 		}
 		// Not an error of the overlay necessarily (a chunk can miss what a
@@ -265,6 +293,29 @@ func (b *builder) filesystem(s *fsSpec) (filesys.FileSystem, error) {
 	return fs, nil
 }
 
+// load reads the files of the commit that spec s needs and makes its
+// filesystem; the snapshot objects read for it alone (not the pinned ones,
+// which every chunk holds) are then dropped from the tree's contents.
+func (b *builder) load(s *fsSpec) (filesys.FileSystem, error) {
+	if err := b.readSpecs([]*fsSpec{s}); err != nil {
+		return nil, err
+	}
+	fs, err := b.filesystem(s)
+	if err != nil {
+		return nil, err
+	}
+	pinned := make(map[string]bool, len(b.pinnedFiles))
+	for _, f := range b.pinnedFiles {
+		pinned[f] = true
+	}
+	for _, e := range s.entries {
+		if !e.derived && b.snap.isObject(e.path) && !pinned[e.path] {
+			delete(b.t.content, e.path)
+		}
+	}
+	return fs, nil
+}
+
 // readSpecs reads, in path order, the files of the commit that specs need.
 func (b *builder) readSpecs(specs []*fsSpec) error {
 	need := map[string]bool{}
@@ -310,39 +361,45 @@ func (b *builder) runs(ctx context.Context, specs []*fsSpec) ([][]*unstructured.
 	if len(todo) == 0 {
 		return results, nil
 	}
-	missed := make([]*fsSpec, len(todo))
-	for j, i := range todo {
-		missed[j] = specs[i]
-	}
-	if err := b.readSpecs(missed); err != nil {
-		return nil, err
-	}
+	// Each run's files are read just before it, and the snapshot objects
+	// among them let go once in its filesystem: a first build of a large
+	// snapshot holds the objects of the runs going, not of all.
 	errs := make([]error, len(specs))
 	var failed atomic.Bool
-	work := make(chan int)
+	type job struct {
+		i  int
+		fs filesys.FileSystem
+	}
+	work := make(chan job)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(todo)) {
 		wg.Go(func() {
-			for i := range work {
-				fs, err := b.filesystem(specs[i])
-				if err == nil {
-					results[i], err = runKustomize(fs, b.plan.root)
-				}
-				if err != nil {
-					errs[i] = err
+			for j := range work {
+				var err error
+				if results[j.i], err = runKustomize(j.fs, b.plan.root); err != nil {
+					errs[j.i] = err
 					failed.Store(true)
 				}
 			}
 		})
 	}
+	var readErr error
 	for _, i := range todo {
 		if ctx.Err() != nil || failed.Load() {
 			break
 		}
-		work <- i
+		fs, err := b.load(specs[i])
+		if err != nil {
+			readErr = err
+			break
+		}
+		work <- job{i, fs}
 	}
 	close(work)
 	wg.Wait()
+	if readErr != nil && ctx.Err() == nil {
+		return nil, readErr
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -399,26 +456,35 @@ func runKustomize(fs filesys.FileSystem, root string) (objs []*unstructured.Unst
 	return objs, nil
 }
 
+// sortKey is what the objects of a build are sorted by.
+type sortKey struct{ group, kind, namespace, name, version string }
+
+func sortKeyOf(o *unstructured.Unstructured) sortKey {
+	gvk := o.GroupVersionKind()
+	return sortKey{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName(), gvk.Version}
+}
+
+func compareSortKeys(a, b sortKey) int {
+	return cmp.Or(
+		strings.Compare(a.group, b.group),
+		strings.Compare(a.kind, b.kind),
+		strings.Compare(a.namespace, b.namespace),
+		strings.Compare(a.name, b.name),
+		strings.Compare(a.version, b.version),
+	)
+}
+
 func sortObjects(objs []*unstructured.Unstructured) {
 	// Each object's key read once, not at every comparison.
 	type keyed struct {
-		group, kind, namespace, name, version string
-		obj                                   *unstructured.Unstructured
+		key sortKey
+		obj *unstructured.Unstructured
 	}
 	ks := make([]keyed, len(objs))
 	for i, o := range objs {
-		gvk := o.GroupVersionKind()
-		ks[i] = keyed{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName(), gvk.Version, o}
+		ks[i] = keyed{sortKeyOf(o), o}
 	}
-	slices.SortFunc(ks, func(a, b keyed) int {
-		return cmp.Or(
-			strings.Compare(a.group, b.group),
-			strings.Compare(a.kind, b.kind),
-			strings.Compare(a.namespace, b.namespace),
-			strings.Compare(a.name, b.name),
-			strings.Compare(a.version, b.version),
-		)
-	})
+	slices.SortFunc(ks, func(a, b keyed) int { return compareSortKeys(a.key, b.key) })
 	for i := range ks {
 		objs[i] = ks[i].obj
 	}

@@ -35,13 +35,15 @@ import (
 //
 // The spec of a chunk (the files of its run, with its cuts and derived
 // kustomizations, and the run's key) is kept too, by chunkKey: the hash of
-// planKey — every input of the spec besides the chunk's objects: the
-// overlay's root, the walk's files and kustomizations by blob, their
-// children and routed patches, which patches the route found objects for,
-// the snapshot's directories — and of the chunk's object files by path and
-// blob. Listing and cutting a chunk costs a pass over every routed patch
-// of the overlay; with the specs kept, a build lists only the chunks whose
-// objects or plan changed.
+// planKey — every input of the spec besides the chunk's objects and
+// their patches: the overlay's root, the walk's files and kustomizations
+// by blob, their children and routed patches (their files by path), which
+// patches the route found objects for, the snapshot's directories — of the
+// files of the routed patches every chunk keeps by blob, and of the
+// chunk's object files by path and blob, each with the files of the
+// patches routed to it. Listing and cutting a chunk costs a pass over
+// every routed patch of the overlay; with the specs kept, a build lists
+// only the chunks whose objects, or their patches, or the plan changed.
 //
 // A Cache keeps the runs of its last two builds. It is safe for concurrent
 // use.
@@ -58,32 +60,60 @@ type Cache struct {
 	// listed and cut again.
 	specs map[runKey]*cachedSpec
 	gen   uint64
-	// hits and misses count runs, for tests and logs.
-	hits, misses int
+	// last is the newest partitioned or delta build, which the next
+	// build may start from (delta.go); nil while a build uses it.
+	last *lastBuild
+	// hits and misses count runs, for tests and logs; deltas counts the
+	// delta builds.
+	hits, misses, deltas int
 }
 
 type runKey [sha256.Size]byte
 
 type cachedRun struct {
 	objs []*unstructured.Unstructured
-	used uint64 // the build that last used it
+	usage
 }
 
 type cachedSpec struct {
 	spec *fsSpec // read only: shared between builds
-	used uint64
+	usage
 }
 
 type cachedBytes struct {
 	data []byte
-	used uint64
+	usage
 }
 
 type cachedBlob struct {
 	data  []byte
 	patch *patchFacts // nil until the walk parsed it as a patch
 	kust  *parsedKustomization
-	used  uint64
+	usage
+}
+
+// usage is which builds used an entry of the cache.
+type usage struct {
+	used uint64 // the build that last used it
+	// base: the last partitioned build used it. A
+	// delta build (delta.go) keeps such entries, that the next
+	// partitioned build finds the runs of the chunks no delta changed.
+	base bool
+}
+
+func (u *usage) touch(gen uint64) { u.used = max(u.used, gen) }
+
+// stale says whether eviction after build gen drops the entry: neither gen
+// nor the build before used it and, after a delta build, the last
+// partitioned build did not either. After any other build, base says
+// whether that build used the entry.
+func (u *usage) stale(gen uint64, delta bool) bool {
+	recent := u.used+1 >= gen
+	if delta {
+		return !recent && !u.base
+	}
+	u.base = u.used >= gen
+	return !recent
 }
 
 // NewCache returns an empty cache.
@@ -98,14 +128,14 @@ func (c *Cache) getCut(k runKey, gen uint64) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	e.used = max(e.used, gen)
+	e.touch(gen)
 	return e.data, true
 }
 
 func (c *Cache) putCut(k runKey, data []byte, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.cuts[k] = &cachedBytes{data: data, used: gen}
+	c.cuts[k] = &cachedBytes{data: data, usage: usage{used: gen}}
 }
 
 func (c *Cache) getSpec(k runKey, gen uint64) (*fsSpec, bool) {
@@ -115,14 +145,14 @@ func (c *Cache) getSpec(k runKey, gen uint64) (*fsSpec, bool) {
 	if !ok {
 		return nil, false
 	}
-	e.used = max(e.used, gen)
+	e.touch(gen)
 	return e.spec, true
 }
 
 func (c *Cache) putSpec(k runKey, s *fsSpec, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.specs[k] = &cachedSpec{spec: s, used: gen}
+	c.specs[k] = &cachedSpec{spec: s, usage: usage{used: gen}}
 }
 
 func (c *Cache) getBlob(h plumbing.Hash, gen uint64) (*cachedBlob, bool) {
@@ -130,7 +160,7 @@ func (c *Cache) getBlob(h plumbing.Hash, gen uint64) (*cachedBlob, bool) {
 	defer c.mu.Unlock()
 	e, ok := c.blobs[h]
 	if ok {
-		e.used = max(e.used, gen)
+		e.touch(gen)
 	}
 	return e, ok
 }
@@ -138,7 +168,7 @@ func (c *Cache) getBlob(h plumbing.Hash, gen uint64) (*cachedBlob, bool) {
 func (c *Cache) putBlob(h plumbing.Hash, data []byte, gen uint64) *cachedBlob {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := &cachedBlob{data: data, used: gen}
+	e := &cachedBlob{data: data, usage: usage{used: gen}}
 	c.blobs[h] = e
 	return e
 }
@@ -176,11 +206,11 @@ func (c *Cache) Build(ctx context.Context, repo *gitstore.Repository, rev string
 	c.gen++
 	gen := c.gen
 	c.mu.Unlock()
-	objs, err := build(ctx, repo, rev, cfg, c, gen)
+	objs, delta, err := build(ctx, repo, rev, cfg, c, gen)
 	if err != nil {
 		return nil, err
 	}
-	c.evict(gen)
+	c.evict(gen, delta)
 	return objs, nil
 }
 
@@ -206,37 +236,39 @@ func (c *Cache) get(k runKey, gen uint64) ([]*unstructured.Unstructured, bool) {
 	if !ok {
 		return nil, false
 	}
-	r.used = max(r.used, gen)
+	r.touch(gen)
 	return r.objs, true
 }
 
 func (c *Cache) put(k runKey, objs []*unstructured.Unstructured, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.runs[k] = &cachedRun{objs: objs, used: gen}
+	c.runs[k] = &cachedRun{objs: objs, usage: usage{used: gen}}
 }
 
-// evict drops the runs that neither build gen nor the one before used.
-func (c *Cache) evict(gen uint64) {
+// evict drops the entries that neither build gen nor the one before used
+// and, when gen was a delta build, that the last partitioned build did not
+// use either.
+func (c *Cache) evict(gen uint64, delta bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, r := range c.runs {
-		if r.used+1 < gen {
+		if r.stale(gen, delta) {
 			delete(c.runs, k)
 		}
 	}
 	for k, e := range c.cuts {
-		if e.used+1 < gen {
+		if e.stale(gen, delta) {
 			delete(c.cuts, k)
 		}
 	}
 	for k, e := range c.specs {
-		if e.used+1 < gen {
+		if e.stale(gen, delta) {
 			delete(c.specs, k)
 		}
 	}
 	for k, e := range c.blobs {
-		if e.used+1 < gen {
+		if e.stale(gen, delta) {
 			delete(c.blobs, k)
 		}
 	}

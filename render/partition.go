@@ -72,8 +72,17 @@ var webhookKinds = map[string]bool{
 }
 
 // partition splits the snapshot objects into chunks, or returns nil when
-// the build must be (or might as well be) one piece.
+// the build must be (or might as well be) one piece. The first chunk holds
+// the pinned objects (pinned, which every chunk starts with) and those
+// related across objects; the delta builds (delta.go) leave it alone.
 func (b *builder) partition() [][]string {
+	if !b.partitionedOnce {
+		b.chunks, b.partitionedOnce = b.split(), true
+	}
+	return b.chunks
+}
+
+func (b *builder) split() [][]string {
 	if b.plan.whole != "" || len(b.objects) <= chunkSize {
 		return nil
 	}
@@ -105,6 +114,7 @@ func (b *builder) partition() [][]string {
 			rest = append(rest, f)
 		}
 	}
+	b.pinnedFiles = pinned
 	chunks := [][]string{append(slices.Clone(pinned), first...)}
 	for len(rest) > 0 {
 		n := chunkEnd(rest)
@@ -145,15 +155,14 @@ func (b *builder) pinned(f string) bool {
 // the results; any failure is returned for Build to build in one piece.
 func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstructured.Unstructured, error) {
 	b.route()
-	var plan runKey
 	if b.cache != nil {
-		plan = b.planKey()
+		b.planKeys()
 	}
 	specs := make([]*fsSpec, len(chunks))
 	for i, files := range chunks {
 		var key runKey
 		if b.cache != nil {
-			key = b.chunkKey(plan, files)
+			key = b.chunkKey(files)
 			if s, ok := b.cache.getSpec(key, b.gen); ok {
 				specs[i] = s
 				continue
@@ -179,24 +188,32 @@ func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstru
 }
 
 // planKey names everything a chunk's spec reads besides the chunk's own
-// object files: the overlay's root, the files of the walk by path and blob,
+// object files and their patches: the overlay's root, the files of the
+// walk by path and blob — the files only routed patches read by path —,
 // every kustomization by blob with its directory children and routed
 // patches (and whether the route found objects for each), the snapshot's
 // directories and the directories the overlay reaches. A chunk's spec is a
-// function of this key and of its files (chunkKey); computing it costs the
-// number of kustomizations and patches, not of snapshot objects.
+// function of this key, of the files of the patches every chunk keeps, and
+// of its files and their patches' (chunkKey); computing it costs the
+// number of kustomizations and patches, not of snapshot objects. It is
+// also the delta key, under which a delta build (delta.go) starts from the
+// build before, finding what a changed patch file reaches by the route.
 func (b *builder) planKey() runKey {
 	h := sha256.New()
 	str := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
 	num := func(i int) { h.Write(strconv.AppendInt(nil, int64(i), 10)); h.Write([]byte{0}) }
 	file := func(p string) { str(p); blob := b.t.files[p]; h.Write(blob[:]) }
-	str("render-plan-v1")
+	str("render-plan-v2")
 	str(b.plan.root)
 	str(b.snap.root)
 	for _, set := range []map[string]bool{b.plan.files, b.plan.snapshotFiles, b.plan.routedFiles} {
 		str("files")
 		for _, p := range slices.Sorted(maps.Keys(set)) {
-			file(p)
+			if !b.plan.routedFiles[p] || b.plan.files[p] || b.plan.snapshotFiles[p] {
+				file(p)
+			} else {
+				str(p)
+			}
 		}
 	}
 	str("refs")
@@ -238,17 +255,61 @@ func (b *builder) planKey() runKey {
 	return k
 }
 
-// chunkKey names the spec of the chunk of files under the plan: the files
-// by path and blob, which also say which routed patches the chunk takes
-// (route matches a patch against an object's path, by the selector the
-// kustomization's blob holds).
-func (b *builder) chunkKey(plan runKey, files []string) runKey {
+// chunkKey names the spec of the chunk of files: planKey (the plan,
+// with the files of routed patches by path), the files of the routed
+// patches every chunk keeps (those the route found no object for) by path
+// and blob, and the chunk's files by path and blob, each with the files of
+// the patches routed to it by path and blob — which patches the chunk
+// takes follows from the files' paths (route matches a patch against an
+// object's path, by the selector the kustomization's blob holds). A patch
+// file that changes (a generated patch, with its object) misses the
+// chunks it is routed to, not every chunk.
+func (b *builder) chunkKey(files []string) runKey {
 	h := sha256.New()
-	h.Write(plan[:])
+	h.Write([]byte("render-chunk-v2\x00"))
+	h.Write(b.deltaID[:])
+	h.Write(b.keptID[:])
+	var patchFiles []string
 	for _, f := range files {
 		h.Write([]byte(f))
 		blob := b.t.files[f]
 		h.Write(blob[:])
+		patchFiles = patchFiles[:0]
+		for _, p := range b.patchesOf[f] {
+			if p.file != "" {
+				patchFiles = append(patchFiles, p.file)
+			}
+		}
+		slices.Sort(patchFiles) // patchesOf's order is the route's, not stable
+		for _, pf := range slices.Compact(patchFiles) {
+			h.Write([]byte{0})
+			h.Write([]byte(pf))
+			pb := b.t.files[pf]
+			h.Write(pb[:])
+		}
+		h.Write([]byte{'\n'})
+	}
+	var k runKey
+	h.Sum(k[:0])
+	return k
+}
+
+// keptKey names the files of the routed patches that every chunk keeps
+// (the route found no object for them), by path and blob.
+func (b *builder) keptKey() runKey {
+	h := sha256.New()
+	for _, d := range slices.Sorted(maps.Keys(b.plan.kusts)) {
+		k := b.plan.kusts[d]
+		if k.unit == nil {
+			continue
+		}
+		for _, p := range k.unit.patches {
+			if p.objects == nil && p.file != "" {
+				h.Write([]byte(p.file))
+				blob := b.t.files[p.file]
+				h.Write(blob[:])
+			}
+		}
 	}
 	var k runKey
 	h.Sum(k[:0])
@@ -326,12 +387,23 @@ func (b *builder) routedTo(in map[string]bool) map[*routedPatch]bool {
 	return out
 }
 
+// planKeys computes planKey and keptKey once (route first).
+func (b *builder) planKeys() {
+	if !b.planned {
+		b.deltaID, b.keptID = b.planKey(), b.keptKey()
+		b.planned = true
+	}
+}
+
 // route finds, for each patch of a routed unit, the snapshot objects its
-// target may select. It over-approximates: version, namespace and label
-// and annotation selectors are not looked at (the namespace may already
+// target may select (once). It over-approximates: version, namespace and
+// label and annotation selectors are not looked at (the namespace may already
 // have moved when a patch runs), so a patch goes to every chunk where it
 // could apply, and kustomize decides there.
 func (b *builder) route() {
+	if b.patchesOf != nil {
+		return
+	}
 	b.patchesOf = map[string][]*routedPatch{}
 	for _, k := range b.plan.kusts {
 		u := k.unit

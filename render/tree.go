@@ -193,6 +193,26 @@ func newSnapshot(t *repoTree, source string) (*snapshot, error) {
 	return s, nil
 }
 
+// sameFiles says whether the snapshot of source in t has the files of s,
+// no more, no less: then it is s (a snapshot is a function of its paths).
+func (s *snapshot) sameFiles(t *repoTree, source string) bool {
+	prefix := gitstore.SnapshotPrefix(source)
+	if s.root != strings.TrimSuffix(prefix, "/") {
+		return false
+	}
+	n := 0
+	for f := range t.files {
+		if !strings.HasPrefix(f, prefix) {
+			continue
+		}
+		if _, ok := s.ids[f]; !ok {
+			return false
+		}
+		n++
+	}
+	return n == len(s.ids)
+}
+
 // isDerived says whether render derives the kustomization of directory p.
 func (s *snapshot) isDerived(p string) bool {
 	if len(s.dirs) == 0 {
