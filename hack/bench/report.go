@@ -351,7 +351,7 @@ func (r *report) goals() {
 
 	rss := goalRow{Figure: "controller RSS with N objects watched", N: lagN, Unit: "MiB", ValueFmt: "MiB", Goal: "≤ 256 MiB at 10,000", Op: "<=", Target: 256}
 	if f := r.find("lag", lagN, "BenchmarkContinuousLag", "VmHWM-MiB"); f != nil {
-		rss.Measured = "peak RSS (VmHWM) reported by BenchmarkContinuousLag: the test process, controller and its informers plus the test's small share"
+		rss.Measured = "peak RSS (VmHWM) reported by BenchmarkContinuousLag from the controller's start (the test's setup memory returned and the peak reset before): controller and its informers plus the test's small share"
 		rss.Value = figStat(f)
 	} else {
 		var v []float64
