@@ -47,6 +47,12 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkContinuousLag -benchtime 1x ./controller/
 func BenchmarkContinuousLag(b *testing.B) {
+	// The changes go to config-0000 … config-0249 of each namespace.
+	const configMapsUsed = 250
+	if n := benchConfigMaps / benchNamespaces; n < configMapsUsed {
+		b.Fatalf("DR_SYNCER_BENCH_OBJECTS=%d gives %d ConfigMaps a namespace; the changes need %d (at least %d objects)",
+			benchObjects, n, configMapsUsed, (configMapsUsed*benchNamespaces*100+69)/70)
+	}
 	benchSource(b)
 	ctx := b.Context()
 	cfg, id, sealer := benchConfig(b, "bench-run", "  replication: {mode: continuous}\n")
