@@ -41,6 +41,12 @@ func encodeObjects(source string, objects []*unstructured.Unstructured) (map[str
 // encodeSet is encodeObjects, and also returns the fingerprint of the whole
 // set (of the objects' fingerprints in order); zero when an object has
 // none.
+//
+// It replaces each object of objects, once encoded, by what generate needs
+// of it (render.GenerateInput: an outline of most kinds), so that a large
+// snapshot's objects and their files are not held in full together: the
+// objects as maps took about as much memory as their YAML, and the two
+// together made the controller's peak in the first snapshot.
 func encodeSet(source string, objects []*unstructured.Unstructured) (map[string][]byte, fingerprint, error) {
 	prev := lastEncoded.previous(source)
 	next := make([]fingerprint, len(objects))
@@ -52,17 +58,18 @@ func encodeSet(source string, objects []*unstructured.Unstructured) (map[string]
 			var c canonical
 			for i := w; i < len(objects); i += workers {
 				fp, ok := c.fingerprint(objects[i].Object)
-				if !ok {
+				switch data, hit := prev[fp]; {
+				case !ok:
 					out[i] = encodeOne(source, objects[i])
-					continue
-				}
-				next[i] = fp
-				if data, hit := prev[fp]; hit {
+				case hit:
+					next[i] = fp
 					out[i] = encodePath(source, objects[i])
 					out[i].data = data
-					continue
+				default:
+					next[i] = fp
+					out[i] = encodeOne(source, objects[i])
 				}
-				out[i] = encodeOne(source, objects[i])
+				objects[i] = render.GenerateInput(objects[i])
 			}
 		})
 	}

@@ -52,6 +52,11 @@ type SnapshotResult struct {
 	Objects                  int      // objects in the snapshot
 	Generated                int      // files of overlays/<target>/generated/ changed
 	Skipped                  map[string]int
+
+	// generated is the generated overlay that Commit holds (shared with
+	// the encode cache: read only), for continuous mode, which would
+	// otherwise generate it again from every object at its next commit.
+	generated map[string][]byte
 }
 
 // Snapshot reads the source, writes its object set under
@@ -100,7 +105,7 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
-	res := SnapshotResult{Objects: len(set.Objects), Skipped: set.Skipped}
+	res := SnapshotResult{Objects: len(set.Objects), Skipped: set.Skipped, generated: generated}
 	// build compares with the tip it is given: in a clone of a remote, a
 	// rejected push builds again on the remote's new tip (the source is not
 	// read again: the snapshot is the same, only what it changes differs).

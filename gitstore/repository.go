@@ -13,7 +13,9 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Repository is a DR repository on disk, bare or with a work tree. It is safe
@@ -92,7 +94,7 @@ func open(dir string) (*Repository, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	g, err := plainOpen(abs)
 	if err != nil {
 		return nil, err
 	}
@@ -201,12 +203,79 @@ func (r *Repository) refresh() error {
 	if err != nil || slices.Equal(packs, r.packs) {
 		return err
 	}
-	g, err := git.PlainOpenWithOptions(r.workTreeOrGitDir(), &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	g, err := plainOpen(r.workTreeOrGitDir())
 	if err != nil {
 		return fmt.Errorf("reopen after repack: %w", err)
 	}
 	r.git, r.st, r.packs = g, g.Storer, packs
 	return nil
+}
+
+// objectCacheSize and blobCacheSize bound go-git's cache of the objects it
+// read, whose default (96 MiB for all kinds of objects) a first build of a
+// large snapshot filled with object files read once each (an object goes
+// into the cache as it is read, and readBlob copies it out): about 30 MiB
+// held for good with 10,000 objects, and more at the peak. Trees and
+// commits, read again at every commit and build, keep a cache of their own
+// that blobs cannot evict; blobs keep a small one, for the bases of the
+// deltas of a packed repository. A larger cache for trees filled with the
+// trees of older commits: 16 MiB of them after the 80 commits of the lag
+// benchmark (controller/run_bench_test.go, 10,000 objects).
+const (
+	objectCacheSize = 8 * cache.MiByte
+	blobCacheSize   = 4 * cache.MiByte
+)
+
+// objectCache is go-git's object cache split in two LRUs: blobs, and the
+// rest.
+type objectCache struct{ blobs, rest cache.Object }
+
+func newObjectCache() *objectCache {
+	return &objectCache{blobs: cache.NewObjectLRU(blobCacheSize), rest: cache.NewObjectLRU(objectCacheSize)}
+}
+
+func (c *objectCache) of(t plumbing.ObjectType) cache.Object {
+	if t == plumbing.BlobObject {
+		return c.blobs
+	}
+	return c.rest
+}
+
+func (c *objectCache) Put(o plumbing.EncodedObject) { c.of(o.Type()).Put(o) }
+
+func (c *objectCache) Get(h plumbing.Hash) (plumbing.EncodedObject, bool) {
+	if o, ok := c.rest.Get(h); ok {
+		return o, true
+	}
+	return c.blobs.Get(h)
+}
+
+func (c *objectCache) Clear() {
+	c.blobs.Clear()
+	c.rest.Clear()
+}
+
+// plainOpen opens the repository at path as git.PlainOpenWithOptions does
+// (with the common directory of a linked work tree), with objectCache for
+// its object cache.
+func plainOpen(path string) (*git.Repository, error) {
+	g, err := git.PlainOpenWithOptions(path, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	if err != nil {
+		return nil, err
+	}
+	dot, ok := g.Storer.(*filesystem.Storage)
+	if !ok {
+		return g, nil
+	}
+	st := filesystem.NewStorage(dot.Filesystem(), newObjectCache())
+	wt, err := g.Worktree()
+	switch {
+	case errors.Is(err, git.ErrIsBareRepository):
+		return git.Open(st, nil)
+	case err != nil:
+		return nil, err
+	}
+	return git.Open(st, wt.Filesystem)
 }
 
 func (r *Repository) listPacks() ([]string, error) {

@@ -443,6 +443,10 @@ func runKustomize(fs filesys.FileSystem, root string) (objs []*unstructured.Unst
 		return nil, err
 	}
 	for _, r := range m.Resources() {
+		if u, ok := toUnstructured(&r.RNode); ok {
+			objs = append(objs, u)
+			continue
+		}
 		data, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.CurId(), err)

@@ -7,10 +7,10 @@
 // It must not apply anything to a cluster, nor talk to one, nor write to
 // the repository: the snapshot stage commits what [Generate] returns.
 //
-// Entry points: [Generate] and [GeneratedPrefix] for the snapshot stage,
-// [Build] for everything that needs the rendered objects ([Cache] for a
-// long-running caller that builds commit after commit), [Stream] for
-// `dr-syncer render`.
+// Entry points: [Generate], [GenerateInput] and [GeneratedPrefix] for the
+// snapshot stage, [Build] for everything that needs the rendered objects
+// ([Cache] for a long-running caller that builds commit after commit),
+// [Stream] for `dr-syncer render`.
 //
 // # The overlay
 //

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // The golden cases: testdata/<case>/ holds the input of a DR repository
@@ -65,6 +66,17 @@ func TestGolden(t *testing.T) {
 			}
 			if diff := cmp.Diff(gen, again); diff != "" {
 				t.Errorf("Generate depends on the order of the objects:\n%s", diff)
+			}
+			outlines := make([]*unstructured.Unstructured, len(objs))
+			for i, o := range objs {
+				outlines[i] = GenerateInput(o.DeepCopy())
+			}
+			fromOutlines, err := Generate(cfg, outlines)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(gen, fromOutlines); diff != "" {
+				t.Errorf("Generate reads more of the objects than GenerateInput keeps:\n%s", diff)
 			}
 
 			repo, _, head := newRepo(t, in)

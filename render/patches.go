@@ -119,6 +119,9 @@ func (g *generator) patch(o *unstructured.Unstructured) *objectPatch {
 		group:   gvk.Group,
 		version: gvk.Version,
 	}
+	if !readsContent(gvk.Group, gvk.Kind) {
+		return p // a case below that is not in readsContent never runs
+	}
 	obj := o.Object
 	switch gvk.Group + "/" + gvk.Kind {
 	case "/Namespace":
@@ -433,4 +436,42 @@ func asInt(v any) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// readsContent says whether Generate reads more of an object of this kind
+// than its identity (apiVersion, kind, namespace and name): the kinds that
+// patch looks into, and Namespaces (their labels map them).
+func readsContent(group, kind string) bool {
+	switch group + "/" + kind {
+	case "/Namespace", "apps/Deployment", "apps/StatefulSet", "apps/DaemonSet", "apps/ReplicaSet", "batch/Job",
+		"/ReplicationController", "/Pod", "/PodTemplate", "batch/CronJob", "/PersistentVolumeClaim",
+		"rbac.authorization.k8s.io/RoleBinding", "rbac.authorization.k8s.io/ClusterRoleBinding",
+		"admissionregistration.k8s.io/ValidatingWebhookConfiguration", "admissionregistration.k8s.io/MutatingWebhookConfiguration",
+		"apiregistration.k8s.io/APIService", "apiextensions.k8s.io/CustomResourceDefinition",
+		"networking.k8s.io/NetworkPolicy":
+		return true
+	}
+	return false
+}
+
+// GenerateInput returns what Generate needs of o: o itself, or, for a kind
+// whose content Generate does not read (ConfigMaps, Secrets, Services…), an
+// outline holding only its apiVersion, kind, namespace and name, with which
+// Generate gives the same files. A caller that holds a large snapshot's
+// objects until Generate runs, having written them out already, holds
+// outlines of most of them instead.
+func GenerateInput(o *unstructured.Unstructured) *unstructured.Unstructured {
+	gvk := o.GroupVersionKind()
+	if readsContent(gvk.Group, gvk.Kind) {
+		return o
+	}
+	meta := map[string]any{"name": o.GetName()}
+	if ns := o.GetNamespace(); ns != "" {
+		meta["namespace"] = ns
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": o.GetAPIVersion(),
+		"kind":       o.GetKind(),
+		"metadata":   meta,
+	}}
 }

@@ -89,7 +89,14 @@ func Watch(ctx context.Context, cfg *policies.SyncConfig, source *rest.Config, o
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: watch: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(source)
+	// Uncompressed: each watch stream held a gzip reader (its 32 KiB window
+	// and decompressor) for the life of the process, and there is one per
+	// taken kind and mapped namespace: 12 MiB of them with 10 mapped
+	// namespaces (controller/run_bench_test.go), for streams that carry a
+	// few events once their initial list is in.
+	watchCfg := rest.CopyConfig(source)
+	watchCfg.DisableCompression = true
+	dyn, err := dynamic.NewForConfig(watchCfg)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: watch: %w", err)
 	}
