@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dr-syncer/dr-syncer/render"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,10 +15,11 @@ import (
 
 // TestRunContinuousGeneratedAfterResync: the commits that follow a full
 // snapshot derive the generated overlay from the one the snapshot
-// committed (not from every object again), and it stays what a full
-// snapshot generates: a Deployment's new replica count reaches the
-// target's standby annotation, and a snapshot taken afterwards finds
-// nothing to change in the overlay.
+// committed, and it stays what a full snapshot generates: a Deployment's
+// new replica count reaches the target's standby annotation, a snapshot
+// taken afterwards finds nothing to change in the overlay, and the overlay
+// a snapshot hands on (SnapshotResult.generated, what resync keeps) is the
+// one on the branch.
 func TestRunContinuousGeneratedAfterResync(t *testing.T) {
 	f := newRunFixture(t, "continuous")
 	ctx := t.Context()
@@ -55,4 +57,18 @@ func TestRunContinuousGeneratedAfterResync(t *testing.T) {
 	res, err := Snapshot(ctx, SnapshotOptions{Repo: f.repo, Config: f.opts.Config, Source: f.opts.Source})
 	require.NoError(t, err)
 	require.Zero(t, res.Generated, "the generated overlay of continuous mode is the one a full snapshot generates")
+
+	// What a resync hands continuous mode (res.generated) is the overlay
+	// the branch holds, file for file: without it (nil) the next commit
+	// would generate it from every object again.
+	tip, err := f.repo.Head(ctx, DefaultBranch)
+	require.NoError(t, err)
+	files, err := f.repo.Files(ctx, tip.String(), render.GeneratedPrefix(f.opts.Config))
+	require.NoError(t, err)
+	require.Len(t, res.generated, len(files))
+	for path := range files {
+		data, err := f.repo.ReadFile(ctx, tip.String(), path)
+		require.NoError(t, err)
+		require.Equal(t, string(data), string(res.generated[path]), path)
+	}
 }
