@@ -19,7 +19,7 @@ import (
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
-// encodeObjects lays objects out as the files of snapshots/<source>/, on
+// encodeSet lays objects out as the files of snapshots/<source>/, on
 // every core.
 //
 // A file is the object as YAML with its keys sorted, byte for byte what
@@ -33,14 +33,9 @@ import (
 // every few minutes finds almost every object unchanged, and encoding was
 // then the largest cost after the LIST itself. A one-shot run (the CLI) has
 // no previous call and encodes everything.
-func encodeObjects(source string, objects []*unstructured.Unstructured) (map[string][]byte, error) {
-	files, _, err := encodeSet(source, objects)
-	return files, err
-}
-
-// encodeSet is encodeObjects, and also returns the fingerprint of the whole
-// set (of the objects' fingerprints in order); zero when an object has
-// none.
+//
+// encodeSet also returns the fingerprint of the whole set (of the objects'
+// fingerprints in order); zero when an object has none.
 //
 // It replaces each object of objects, once encoded, by what generate needs
 // of it (render.GenerateInput: an outline of most kinds), so that a large
@@ -165,7 +160,7 @@ func idOf(o *unstructured.Unstructured) snapshot.ID {
 // equal fingerprints mean equal content, hence the same YAML.
 type fingerprint [sha256.Size]byte
 
-// encodeCache holds, for each source, the files of the last encodeObjects
+// encodeCache holds, for each source, the files of the last encodeSet
 // call by the fingerprint of the object each came from. Each call replaces
 // its source's entries by those of its own objects, so the cache holds one
 // snapshot's files per source (about the size of the snapshot's YAML) and

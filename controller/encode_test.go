@@ -64,18 +64,18 @@ func TestEncodeMatchesSigsYAML(t *testing.T) {
 	}
 }
 
-func TestEncodeObjectsRejectsCollisions(t *testing.T) {
+func TestEncodeSetRejectsCollisions(t *testing.T) {
 	cm := func() *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "a", "namespace": "x"}}}
 	}
-	_, err := encodeObjects("prod", []*unstructured.Unstructured{cm(), cm()})
+	_, _, err := encodeSet("prod", []*unstructured.Unstructured{cm(), cm()})
 	require.ErrorContains(t, err, "ConfigMap/x/a: two objects map to snapshots/prod/x/ConfigMap/a.yaml")
 }
 
-// TestEncodeObjectsCache encodes a snapshot twice, then with one object
+// TestEncodeSetCache encodes a snapshot twice, then with one object
 // changed: unchanged objects come from the cache (the same bytes), the
 // changed one is encoded again, and every file equals a fresh encoding.
-func TestEncodeObjectsCache(t *testing.T) {
+func TestEncodeSetCache(t *testing.T) {
 	const source = "cache-test"
 	objects := func(rev string) []*unstructured.Unstructured {
 		var out []*unstructured.Unstructured
@@ -88,11 +88,11 @@ func TestEncodeObjectsCache(t *testing.T) {
 		}
 		return out
 	}
-	first, err := encodeObjects(source, objects("1"))
+	first, _, err := encodeSet(source, objects("1"))
 	require.NoError(t, err)
-	second, err := encodeObjects(source, objects("1"))
+	second, _, err := encodeSet(source, objects("1"))
 	require.NoError(t, err)
-	third, err := encodeObjects(source, objects("2"))
+	third, _, err := encodeSet(source, objects("2"))
 	require.NoError(t, err)
 	for _, o := range objects("2") {
 		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(idOf(o)))
