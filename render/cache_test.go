@@ -425,26 +425,7 @@ func BenchmarkCacheBuildChanges(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				round++
-				files := map[string][]byte{}
-				for j := range changes {
-					i := (j*331 + round*7) % n
-					ns, name := fmt.Sprintf("ns%d", i%10), fmt.Sprintf("obj-%05d", i)
-					switch i % 3 {
-					case 1: // a Deployment: its standby patch follows the replicas
-						files[fmt.Sprintf("snapshots/prod/%s/apps.Deployment/%s.yaml", ns, name)] = fmt.Appendf(nil,
-							"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  replicas: %d\n  selector:\n    matchLabels: {app: %s}\n  template:\n    metadata:\n      labels: {app: %s}\n    spec:\n      containers:\n      - {name: app, image: example.com/app:1.0}\n",
-							name, ns, 3+round, name, name)
-						files[fmt.Sprintf("overlays/dr/generated/%s/apps.Deployment/%s.yaml", ns, name)] = fmt.Appendf(nil,
-							"# DR standby: %d → 0 replicas until failover (dr-syncer.io/original-replicas keeps %d)\n- {op: test, path: /spec/replicas, value: %d}\n- {op: replace, path: /spec/replicas, value: 0}\n- {op: add, path: /metadata/annotations, value: {\"dr-syncer.io/original-replicas\":\"%d\"}}\n",
-							3+round, 3+round, 3+round, 3+round)
-					case 0:
-						files[fmt.Sprintf("snapshots/prod/%s/ConfigMap/%s.yaml", ns, name)] = fmt.Appendf(nil,
-							"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  n: %q\n", name, ns, fmt.Sprint(round))
-					default:
-						files[fmt.Sprintf("snapshots/prod/%s/Service/%s.yaml", ns, name)] = fmt.Appendf(nil,
-							"apiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  ports:\n  - {port: %d}\n", name, ns, 1000+round)
-					}
-				}
+				files := benchChanges(n, changes, round)
 				h := commit(b, repo, files, "changes")
 				b.StartTimer()
 				objs, err := c.Build(ctx, repo, h.String(), cfg)
