@@ -213,8 +213,8 @@ func (r *Repository) writeIndex(lock *indexLock, cur *currentIndex, ups []indexU
 	if mode == 1 || mode == -1 && (split != nil || len(ix.offsets) >= splitIndexMinEntries) {
 		return r.writeSplitIndex(lock, ix, split, ups, maxPercent)
 	}
-	if !cached || split != nil {
-		same = 0
+	if !cached {
+		same = 0 // no hash states of this content (none after a split write either)
 	}
 
 	// Hash on one core while the other writes: the two cost about the same.
