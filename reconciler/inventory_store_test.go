@@ -73,8 +73,7 @@ func shardConfigMaps(t *testing.T, m *Manager) map[string]string {
 // shards, is read as it was, and replaced by format v2 on the next write,
 // its shards removed.
 func TestInventoryReadsV1(t *testing.T) {
-	defer func(old int) { maxInlineBlob = old }(maxInlineBlob)
-	maxInlineBlob = 16 << 10
+	withShardedInventory(t)
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for _, n := range []int{100, 5_000} {
 		t.Run(fmt.Sprintf("entries=%d", n), func(t *testing.T) {
@@ -114,8 +113,7 @@ func TestInventoryReadsV1(t *testing.T) {
 // A change of one entry re-encodes one bucket and, in a sharded inventory,
 // writes one shard: the others keep their names and resourceVersions.
 func TestInventoryWritesChangedShards(t *testing.T) {
-	defer func(old int) { maxInlineBlob = old }(maxInlineBlob)
-	maxInlineBlob = 16 << 10
+	withShardedInventory(t)
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for _, n := range []int{100, 5_000} {
 		t.Run(fmt.Sprintf("entries=%d", n), func(t *testing.T) {

@@ -62,8 +62,7 @@ func TestInventoryEncoding(t *testing.T) {
 // TestInventoryShards writes an inventory too large for one ConfigMap (the
 // limit lowered for the test), reads it back, and replaces it.
 func TestInventoryShards(t *testing.T) {
-	defer func(old int) { maxInlineBlob = old }(maxInlineBlob)
-	maxInlineBlob = 16 << 10
+	withShardedInventory(t)
 	ns := clusters.Target.Namespace(t)
 	m := newManager(t, Options{InventoryNamespace: ns})
 
@@ -95,4 +94,12 @@ func TestInventoryShards(t *testing.T) {
 	stale.resourceVersion = "1"
 	err = m.writeInventory(t.Context(), &stale, &Inventory{Commit: "x"})
 	require.ErrorContains(t, err, "replaced by someone else")
+}
+
+// withShardedInventory lowers the size of the inventory held inline to
+// 16 KiB for the test, so that a few thousand entries spill into shards.
+func withShardedInventory(t *testing.T) {
+	old := maxInlineBlob
+	maxInlineBlob = 16 << 10
+	t.Cleanup(func() { maxInlineBlob = old })
 }
