@@ -66,8 +66,9 @@ type splitIndex struct {
 // splitEntries are the entries (all stages) of one path that replace the
 // base's, as bytes.
 type splitEntries struct {
-	data []byte
-	n    int
+	data     []byte
+	n        int
+	extended bool // one of them has extended flags: the file must be version 3
 }
 
 func newSplit(sum plumbing.Hash, base *indexFile) *splitIndex {
@@ -96,7 +97,11 @@ func (s *splitIndex) update(ix *indexFile, path string) {
 		}
 		return
 	}
-	s.added[path] = splitEntries{data: bytes.Clone(cur), n: fhi - flo}
+	e := splitEntries{data: bytes.Clone(cur), n: fhi - flo}
+	for i := flo; i < fhi; i++ {
+		e.extended = e.extended || entryFlags(ix.entry(i))&indexExtended != 0
+	}
+	s.added[path] = e
 	if !had {
 		k, _ := slices.BinarySearch(s.order, path)
 		s.order = slices.Insert(s.order, k, path)
@@ -397,11 +402,8 @@ func (s *splitIndex) encode(ix *indexFile) []byte {
 		e := s.added[p]
 		size += len(e.data)
 		count += e.n
-		for off := 0; off < len(e.data) && version == 2; {
-			if entryFlags(e.data[off:])&indexExtended != 0 {
-				version = 3
-			}
-			off += entrySize(e.data[off:])
+		if e.extended {
+			version = 3
 		}
 	}
 	var deleted []int
@@ -429,20 +431,6 @@ func (s *splitIndex) encode(ix *indexFile) []byte {
 	out = append(out, ext...)
 	sum := sha1.Sum(out)
 	return append(out, sum[:]...)
-}
-
-// entrySize returns the size of the version 2 or 3 entry at the start of
-// e (one that this package checked or wrote).
-func entrySize(e []byte) int {
-	fixed := indexEntryFixed
-	if entryFlags(e)&indexExtended != 0 {
-		fixed += 2
-	}
-	n := int(entryFlags(e) & indexNameMask)
-	if n == indexNameMask {
-		n = bytes.IndexByte(e[fixed:], 0)
-	}
-	return (fixed + n + 8) &^ 7
 }
 
 // removeOldShared removes the shared index files in dir other than keep's.

@@ -253,3 +253,27 @@ func TestCommitSplitIndexMissingShared(t *testing.T) {
 		t.Errorf("work tree file a = %q, want it untouched", got)
 	}
 }
+
+// An entry with extended flags (skip-worktree) that differs from the shared
+// index makes the index file version 3, and keeps its flag.
+func TestCommitSplitIndexExtendedFlags(t *testing.T) {
+	r, dir := initRepo(t)
+	gitRun(t, dir, "config", "core.splitIndex", "true")
+	var files []Change
+	for i := range 20 {
+		files = append(files, put(fmt.Sprintf("f/%02d", i), "x"))
+	}
+	commit(t, r, "main", files...)
+	gitRun(t, dir, "update-index", "--skip-worktree", "f/03")
+	commit(t, r, "main", put("f/07", "y"))
+	if !isSplit(t, dir) {
+		t.Fatal("index not split")
+	}
+	if v := indexVersion(t, dir); v != 3 {
+		t.Errorf("index version %d with a skip-worktree entry outside the shared index, want 3", v)
+	}
+	if got := gitLines(t, dir, "ls-files", "-v", "f/03"); len(got) != 1 || !strings.HasPrefix(got[0], "S ") {
+		t.Errorf("skip-worktree flag lost: %q", got)
+	}
+	checkIndexMatches(t, dir, nil, nil)
+}
