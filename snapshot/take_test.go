@@ -214,15 +214,7 @@ func TestListerDecodesAsTheDynamicClient(t *testing.T) {
 	src := clusters.Source
 	ns := src.Namespace(t)
 	group := ns + ".lister.dr-syncer.io"
-	crd := &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "things." + group},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: group, Scope: apiextensionsv1.NamespaceScoped,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "things", Singular: "thing", Kind: "Thing", ListKind: "ThingList"},
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr(true)}}}},
-		},
-	}
+	crd := namespacedCRD(group, "thing", "Thing")
 	_, err := src.InstallCRDs([]*apiextensionsv1.CustomResourceDefinition{crd})
 	require.NoError(t, err)
 	things := schema.GroupVersionResource{Group: group, Version: "v1", Resource: "things"}

@@ -101,15 +101,7 @@ spec:
 
 	// A kind brought by a new CRD: watched, and its CRD taken with it.
 	group := ns + ".example.dr-syncer.io"
-	crd := &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "gizmos." + group},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: group, Scope: apiextensionsv1.NamespaceScoped,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "gizmos", Singular: "gizmo", Kind: "Gizmo", ListKind: "GizmoList"},
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr(true)}}}},
-		},
-	}
+	crd := namespacedCRD(group, "gizmo", "Gizmo")
 	_, err = src.InstallCRDs([]*apiextensionsv1.CustomResourceDefinition{crd})
 	require.NoError(t, err)
 	crdID := ID{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition", Name: crd.Name}
@@ -159,6 +151,20 @@ spec:
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// namespacedCRD defines kind (plural singular+"s") in group, version v1,
+// namespaced, with a schema that keeps every field.
+func namespacedCRD(group, singular, kind string) *apiextensionsv1.CustomResourceDefinition {
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: singular + "s." + group},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: group, Scope: apiextensionsv1.NamespaceScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: singular + "s", Singular: singular, Kind: kind, ListKind: kind + "List"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr(true)}}}},
+		},
+	}
+}
 
 // TestWatchObjectsAsTake: the objects the watcher holds — listed when it
 // started, or changed since — are those Take returns.
