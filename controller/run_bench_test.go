@@ -342,7 +342,7 @@ func (a *arrivals) wait(n int, timeout time.Duration) (time.Time, bool) {
 // RSS (proc(5), /proc/pid/clear_refs: "5").
 func resetPeakRSS(b *testing.B) {
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		b.Fatalf("reset the peak RSS: %v", err)
+		b.Logf("the peak RSS counts the setup too: %v", err) // as residentMiB, no /proc: no figure
 	}
 }
 
