@@ -56,9 +56,8 @@ const deltaMinChunks = 3
 // builder (tree, snapshot, plan, partition, route; not the files' content)
 // and its objects, sorted.
 type lastBuild struct {
-	b      *builder
-	chunk0 map[string]bool
-	objs   []*unstructured.Unstructured
+	b    *builder
+	objs []*unstructured.Unstructured
 }
 
 // takeLast takes the last build out of the cache (a build uses its
@@ -74,19 +73,36 @@ func (c *Cache) takeLast() *lastBuild {
 // remember keeps the build b, whose objects objs are (sorted), for the
 // next build to start from — or nothing, when b was not partitioned.
 func (c *Cache) remember(b *builder, objs []*unstructured.Unstructured) {
-	var l *lastBuild
-	if b.partitioned && b.planned {
-		l = &lastBuild{b: b, objs: objs, chunk0: map[string]bool{}}
-		for _, f := range b.chunks[0] {
-			l.chunk0[f] = true
-		}
-		// The next build reads again what it needs: content is for the
-		// runs of this one.
-		b.t.content = map[string][]byte{}
+	if !b.partitioned || !b.planned {
+		c.mu.Lock()
+		c.last = nil
+		c.mu.Unlock()
+		return
 	}
+	c.keep(b, objs, false)
+}
+
+// keep makes b, a partitioned or delta build (delta), the cache's last
+// build. The next build reads again what it needs: the files' content was
+// for the runs of this one.
+func (c *Cache) keep(b *builder, objs []*unstructured.Unstructured, delta bool) {
+	b.t.content = map[string][]byte{}
 	c.mu.Lock()
-	c.last = l
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.last = &lastBuild{b: b, objs: objs}
+	if delta {
+		c.deltas++
+	}
+}
+
+// chunkZero returns the files of the first chunk (the pinned objects and
+// those related to them), as a set.
+func (b *builder) chunkZero() map[string]bool {
+	set := make(map[string]bool, len(b.chunks[0]))
+	for _, f := range b.chunks[0] {
+		set[f] = true
+	}
+	return set
 }
 
 // delta builds the commit of b from last (nil: none) as the package
@@ -106,10 +122,7 @@ func (b *builder) delta(ctx context.Context, last *lastBuild) (objs []*unstructu
 		return nil, false, nil
 	}
 	old := last.b
-	chunk0 := map[string]bool{}
-	for _, f := range chunks[0] {
-		chunk0[f] = true
-	}
+	chunk0, lastChunk0 := b.chunkZero(), old.chunkZero()
 	changed := map[string]bool{} // object files, of either commit
 	for _, f := range b.objects {
 		if h, ok := old.t.files[f]; !ok || h != b.t.files[f] {
@@ -152,7 +165,7 @@ func (b *builder) delta(ctx context.Context, last *lastBuild) (objs []*unstructu
 	var oldIn, newIn []string
 	removed := 0
 	for f := range changed {
-		if chunk0[f] || last.chunk0[f] {
+		if chunk0[f] || lastChunk0[f] {
 			return nil, false, nil
 		}
 		if old.snap.isObject(f) {
@@ -184,7 +197,8 @@ func (b *builder) delta(ctx context.Context, last *lastBuild) (objs []*unstructu
 	if !ok {
 		return nil, false, nil
 	}
-	return b.delivered(objs), true, nil
+	b.cache.keep(b, objs, true)
+	return objs, true, nil
 }
 
 // inherit takes from old, the builder of the build before, what this
@@ -231,21 +245,6 @@ func (b *builder) inherit(old *builder) {
 		}
 		b.patchesOf[f] = np
 	}
-}
-
-// delivered records a delta build's objects as the cache's last build,
-// counts it, and returns objs.
-func (b *builder) delivered(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
-	l := &lastBuild{b: b, objs: objs, chunk0: map[string]bool{}}
-	for _, f := range b.chunks[0] {
-		l.chunk0[f] = true
-	}
-	b.t.content = map[string][]byte{}
-	b.cache.mu.Lock()
-	b.cache.last = l
-	b.cache.deltas++
-	b.cache.mu.Unlock()
-	return objs
 }
 
 // runOnly runs kustomize over the chunk of files, without the cache: a
