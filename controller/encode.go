@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	yamlv2 "go.yaml.in/yaml/v2"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -32,7 +33,12 @@ import (
 // encoded is not encoded again (see encodeCache): a controller that resyncs
 // every few minutes finds almost every object unchanged, and encoding was
 // then the largest cost after the LIST itself. A one-shot run (the CLI) has
-// no previous call and encodes everything.
+// no previous call and encodes everything. The file of an object not
+// encoded again is returned in blobs, by the git blob hash of its YAML, not
+// in files: the cache keeps only that hash, and
+// gitstore.Repository.DiffBlobs compares it with the tip's, reading the YAML
+// back from the repository only when the file there differs (a person's
+// commit changed it). The others are in files.
 //
 // encodeSet also returns the fingerprint of the whole set (of the objects'
 // fingerprints in order); zero when an object has none.
@@ -42,7 +48,7 @@ import (
 // snapshot's objects and their files are not held in full together: the
 // objects as maps took about as much memory as their YAML, and the two
 // together made the controller's peak in the first snapshot.
-func encodeSet(source string, objects []*unstructured.Unstructured) (map[string][]byte, fingerprint, error) {
+func encodeSet(source string, objects []*unstructured.Unstructured) (files map[string][]byte, blobs map[string]plumbing.Hash, set fingerprint, err error) {
 	prev := lastEncoded.previous(source)
 	next := make([]fingerprint, len(objects))
 	out := make([]encoded, len(objects))
@@ -53,16 +59,19 @@ func encodeSet(source string, objects []*unstructured.Unstructured) (map[string]
 			var c canonical
 			for i := w; i < len(objects); i += workers {
 				fp, ok := c.fingerprint(objects[i].Object)
-				switch data, hit := prev[fp]; {
+				switch h, hit := prev[fp]; {
 				case !ok:
 					out[i] = encodeOne(source, objects[i])
 				case hit:
 					next[i] = fp
 					out[i] = encodePath(source, objects[i])
-					out[i].data = data
+					out[i].hash, out[i].cached = h, true
 				default:
 					next[i] = fp
 					out[i] = encodeOne(source, objects[i])
+					if out[i].err == nil {
+						out[i].hash = plumbing.ComputeHash(plumbing.BlobObject, out[i].data)
+					}
 				}
 				objects[i] = render.GenerateInput(objects[i])
 			}
@@ -70,31 +79,42 @@ func encodeSet(source string, objects []*unstructured.Unstructured) (map[string]
 	}
 	wg.Wait()
 
-	files := make(map[string][]byte, len(objects))
-	cache := make(map[fingerprint][]byte, len(objects))
+	hits := 0
+	for _, e := range out {
+		if e.cached {
+			hits++
+		}
+	}
+	files = make(map[string][]byte, len(objects)-hits)
+	blobs = make(map[string]plumbing.Hash, hits)
+	cache := make(map[fingerprint]plumbing.Hash, len(objects))
 	all := sha256.New()
 	whole := true
 	for i, e := range out {
 		if e.err != nil {
-			return nil, fingerprint{}, e.err
+			return nil, nil, fingerprint{}, e.err
 		}
-		if _, dup := files[e.path]; dup {
-			return nil, fingerprint{}, fmt.Errorf("%s: two objects map to %s", idOf(objects[i]), e.path)
+		_, dup := files[e.path]
+		if _, dupBlob := blobs[e.path]; dup || dupBlob {
+			return nil, nil, fingerprint{}, fmt.Errorf("%s: two objects map to %s", idOf(objects[i]), e.path)
 		}
-		files[e.path] = e.data
+		if e.cached {
+			blobs[e.path] = e.hash
+		} else {
+			files[e.path] = e.data
+		}
 		if next[i] == (fingerprint{}) {
 			whole = false
 			continue
 		}
-		cache[next[i]] = e.data
+		cache[next[i]] = e.hash
 		all.Write(next[i][:])
 	}
 	lastEncoded.remember(source, cache)
-	var set fingerprint
 	if whole {
 		all.Sum(set[:0])
 	}
-	return files, set, nil
+	return files, blobs, set, nil
 }
 
 // generate returns render.Generate(cfg, objects), or the files of the
@@ -126,11 +146,14 @@ func generate(cfg *policies.SyncConfig, objects []*unstructured.Unstructured, se
 	return files, nil
 }
 
-// encoded is one object's file, or why there is none.
+// encoded is one object's file, or why there is none: its content, or
+// only its blob hash when it came from the cache (cached).
 type encoded struct {
-	path string
-	data []byte
-	err  error
+	path   string
+	data   []byte
+	hash   plumbing.Hash // of data, when the object has a fingerprint
+	cached bool
+	err    error
 }
 
 func encodeOne(source string, o *unstructured.Unstructured) encoded {
@@ -160,16 +183,27 @@ func idOf(o *unstructured.Unstructured) snapshot.ID {
 // equal fingerprints mean equal content, hence the same YAML.
 type fingerprint [sha256.Size]byte
 
-// encodeCache holds, for each source, the files of the last encodeSet
-// call by the fingerprint of the object each came from. Each call replaces
-// its source's entries by those of its own objects, so the cache holds one
-// snapshot's files per source (about the size of the snapshot's YAML) and
-// never grows with time. Its content is a pure function of the key, so it
-// is valid whatever changed in between (mapping, sealed Secrets, the
-// repository): a changed object has another fingerprint.
+// encodeCache holds, for each source, the git blob hashes of the files of
+// the last encodeSet call by the fingerprint of the object each came from.
+// Each call replaces its source's entries by those of its own objects, so
+// the cache holds one entry per object of the last snapshot and never grows
+// with time.
+//
+// It holds hashes, not the files: the files of every object of a snapshot
+// stayed in a long-running controller's heap for good (11 MB at 10,000
+// objects) only to be compared with the tip, which holds them already. A
+// hash is 20 bytes, and the repository gives the content back by it in the
+// rare case it is needed (see encodeSet).
+//
+// A hash is a pure function of the key, so it is valid whatever changed in
+// between (mapping, sealed Secrets, the tip): a changed object has another
+// fingerprint. What can go is the blob itself (a new clone of the
+// repository, a gc after a person's commit replaced the file): then
+// DiffBlobs fails with gitstore.ErrBlobMissing and Snapshot makes the cache
+// forget the source (forget) and takes the snapshot again.
 type encodeCache struct {
 	mu       sync.Mutex
-	bySource map[string]map[fingerprint][]byte
+	bySource map[string]map[fingerprint]plumbing.Hash
 	// generatedBy holds, for each source, the generated overlay of the
 	// last snapshot and the fingerprint of what it was generated from.
 	generatedBy map[string]generatedFiles
@@ -182,18 +216,26 @@ type generatedFiles struct {
 
 // lastEncoded is the process's cache: a snapshot is a function call, and a
 // controller that resyncs calls it again and again.
-var lastEncoded = &encodeCache{bySource: map[string]map[fingerprint][]byte{}, generatedBy: map[string]generatedFiles{}}
+var lastEncoded = &encodeCache{bySource: map[string]map[fingerprint]plumbing.Hash{}, generatedBy: map[string]generatedFiles{}}
 
-func (c *encodeCache) previous(source string) map[fingerprint][]byte {
+func (c *encodeCache) previous(source string) map[fingerprint]plumbing.Hash {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bySource[source] // never written once published
 }
 
-func (c *encodeCache) remember(source string, files map[fingerprint][]byte) {
+func (c *encodeCache) remember(source string, blobs map[fingerprint]plumbing.Hash) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bySource[source] = files
+	c.bySource[source] = blobs
+}
+
+// forget drops what the cache holds for source, so that the next
+// encodeSet encodes every object: the repository lost blobs it named.
+func (c *encodeCache) forget(source string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.bySource, source)
 }
 
 // generated returns the generated overlay remembered for source if it was

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -68,15 +69,17 @@ func TestEncodeSetRejectsCollisions(t *testing.T) {
 	cm := func() *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "a", "namespace": "x"}}}
 	}
-	_, _, err := encodeSet("prod", []*unstructured.Unstructured{cm(), cm()})
+	_, _, _, err := encodeSet("prod", []*unstructured.Unstructured{cm(), cm()})
 	require.ErrorContains(t, err, "ConfigMap/x/a: two objects map to snapshots/prod/x/ConfigMap/a.yaml")
 }
 
 // TestEncodeSetCache encodes a snapshot twice, then with one object
-// changed: unchanged objects come from the cache (the same bytes), the
-// changed one is encoded again, and every file equals a fresh encoding.
+// changed: unchanged objects are not encoded again but given by the blob
+// hash of their YAML, the changed one is encoded again, every file or hash
+// is that of a fresh encoding, and the cache holds one hash per object.
 func TestEncodeSetCache(t *testing.T) {
 	const source = "cache-test"
+	lastEncoded.forget(source)
 	objects := func(rev string) []*unstructured.Unstructured {
 		var out []*unstructured.Unstructured
 		for i := range 200 {
@@ -88,25 +91,50 @@ func TestEncodeSetCache(t *testing.T) {
 		}
 		return out
 	}
-	first, _, err := encodeSet(source, objects("1"))
+	first, firstBlobs, _, err := encodeSet(source, objects("1"))
 	require.NoError(t, err)
-	second, _, err := encodeSet(source, objects("1"))
+	require.Len(t, first, 200)
+	require.Empty(t, firstBlobs, "nothing cached yet")
+	second, secondBlobs, _, err := encodeSet(source, objects("1"))
 	require.NoError(t, err)
-	third, _, err := encodeSet(source, objects("2"))
+	require.Empty(t, second, "every object encoded again although unchanged")
+	require.Len(t, secondBlobs, 200)
+	third, thirdBlobs, _, err := encodeSet(source, objects("2"))
 	require.NoError(t, err)
+	require.Len(t, third, 1)
+	require.Len(t, thirdBlobs, 199)
 	for _, o := range objects("2") {
 		path, err := gitstore.ObjectPath(source, gitstore.ObjectID(idOf(o)))
 		require.NoError(t, err)
 		want, err := yaml.Marshal(o.Object)
 		require.NoError(t, err)
-		require.Equal(t, string(want), string(third[path]), path)
-		require.Same(t, &first[path][0], &second[path][0], "%s: encoded again although unchanged", path)
 		if o.GetName() == "cm-007" {
-			require.NotEqual(t, string(second[path]), string(third[path]))
+			require.Equal(t, string(want), string(third[path]), path)
+			require.NotContains(t, thirdBlobs, path)
 		} else {
-			require.Same(t, &first[path][0], &third[path][0], "%s: encoded again although unchanged", path)
+			require.Equal(t, plumbing.ComputeHash(plumbing.BlobObject, want), thirdBlobs[path], path)
+			require.Equal(t, plumbing.ComputeHash(plumbing.BlobObject, first[path]), secondBlobs[path], path)
 		}
 	}
+
+	// The cache holds a blob hash per object, that of the last call.
+	cached := lastEncoded.previous(source)
+	require.Len(t, cached, 200)
+	var c canonical
+	for _, o := range objects("2") {
+		fp, ok := c.fingerprint(o.Object)
+		require.True(t, ok)
+		want, err := yaml.Marshal(o.Object)
+		require.NoError(t, err)
+		require.Equal(t, plumbing.ComputeHash(plumbing.BlobObject, want), cached[fp], o.GetName())
+	}
+
+	// Forgotten, the source is encoded again in full.
+	lastEncoded.forget(source)
+	fourth, fourthBlobs, _, err := encodeSet(source, objects("2"))
+	require.NoError(t, err)
+	require.Len(t, fourth, 200)
+	require.Empty(t, fourthBlobs)
 }
 
 // TestCanonicalUnambiguous holds that values that differ, however little,

@@ -64,6 +64,24 @@ type SnapshotResult struct {
 // what it did. Nothing changed: no commit. In a clone of a remote the
 // commit is pushed, and rebuilt on the new tip when the push is rejected.
 func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error) {
+	res, err := snapshotOnce(ctx, opts)
+	if errors.Is(err, gitstore.ErrBlobMissing) {
+		// The encode cache named the blob of an unchanged object that the
+		// repository does not have (a new clone, a gc after a person's
+		// commit replaced the file, another repository for the same
+		// source), and the file differs from the tip. Its YAML is gone
+		// with the object (encodeSet keeps outlines), so the snapshot is
+		// taken again with the source forgotten, which encodes every
+		// object: once, since a snapshot with nothing cached gives
+		// DiffBlobs no blob to miss. Rare enough that reading the source
+		// twice is cheaper than keeping the files for it.
+		lastEncoded.forget(opts.Config.Spec.Source.Name)
+		res, err = snapshotOnce(ctx, opts)
+	}
+	return res, err
+}
+
+func snapshotOnce(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error) {
 	branch := cmp.Or(opts.Branch, DefaultBranch)
 	mode := cmp.Or(opts.Mode, "manual")
 	source := opts.Config.Spec.Source.Name
@@ -95,7 +113,7 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 		return SnapshotResult{}, fmt.Errorf("source %s: %w", source, err)
 	}
 
-	files, fp, err := encodeSet(source, set.Objects)
+	files, blobs, fp, err := encodeSet(source, set.Objects)
 	if err != nil {
 		return SnapshotResult{}, err
 	}
@@ -110,7 +128,7 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	// rejected push builds again on the remote's new tip (the source is not
 	// read again: the snapshot is the same, only what it changes differs).
 	build := func(ctx context.Context, _ plumbing.Hash) ([]gitstore.Change, gitstore.CommitOptions, error) {
-		cs, err := opts.Repo.Diff(ctx, branch, gitstore.SnapshotPrefix(source), files)
+		cs, err := opts.Repo.DiffBlobs(ctx, branch, gitstore.SnapshotPrefix(source), files, blobs)
 		if err != nil {
 			return nil, gitstore.CommitOptions{}, err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -424,7 +425,7 @@ func TestGenerateReusesUnchanged(t *testing.T) {
 	}
 	gen := func(cfg *policies.SyncConfig, objects []*unstructured.Unstructured) map[string][]byte {
 		t.Helper()
-		_, fp, err := encodeSet(cfg.Spec.Source.Name, objects)
+		_, _, fp, err := encodeSet(cfg.Spec.Source.Name, objects)
 		require.NoError(t, err)
 		files, err := generate(cfg, objects, fp)
 		require.NoError(t, err)
@@ -442,4 +443,149 @@ func TestGenerateReusesUnchanged(t *testing.T) {
 	other := decodeConfig(t, strings.Replace(text, "target: golden-shop-dr", "target: golden-shop-standby", 1))
 	remapped := gen(other, deployment(4))
 	require.NotEqual(t, changed, remapped, "another mapping: generated again")
+}
+
+// encodeCacheConfig is goldenConfig for a source and namespace of its own,
+// so that the encode cache and the source's objects are the test's alone.
+func encodeCacheConfig(t *testing.T, source, ns string) (*policies.SyncConfig, SnapshotOptions, string) {
+	t.Helper()
+	ctx := t.Context()
+	applyManifests(t, clusters.Source, fmt.Sprintf(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: %[1]s}
+data: {color: blue}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other, namespace: %[1]s}
+data: {size: "3"}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: %[1]s}
+`, ns))
+	id, sealer := testKeys(t)
+	text := fmt.Sprintf(goldenConfig, id.Recipient())
+	text = strings.Replace(text, "source: {name: prod}", "source: {name: "+source+"}", 1)
+	text = strings.Replace(text, "{source: golden-shop, target: golden-shop-dr}", "{source: "+ns+", target: "+ns+"-dr}", 1)
+	cfg := decodeConfig(t, text)
+	dir := t.TempDir()
+	repo, err := gitstore.Init(ctx, dir)
+	require.NoError(t, err)
+	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
+	require.NoError(t, err)
+	lastEncoded.forget(source)
+	t.Cleanup(func() { lastEncoded.forget(source) })
+	return cfg, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer}, dir
+}
+
+// TestSnapshotEncodeCacheWarm: a second snapshot of an unchanged source
+// commits nothing, and the encode cache holds the blob hash of each file
+// of the snapshot, nothing else.
+func TestSnapshotEncodeCacheWarm(t *testing.T) {
+	ctx := t.Context()
+	const source = "encode-warm"
+	_, opts, dir := encodeCacheConfig(t, source, "encode-warm-shop")
+
+	res, err := Snapshot(ctx, opts)
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+	tip, err := opts.Repo.Files(ctx, DefaultBranch, gitstore.SnapshotPrefix(source))
+	require.NoError(t, err)
+	require.Len(t, tip, res.Objects)
+	cached := lastEncoded.previous(source)
+	require.Len(t, cached, res.Objects)
+	want := map[plumbing.Hash]bool{}
+	for _, h := range tip {
+		want[h] = true
+	}
+	for _, h := range cached {
+		require.True(t, want[h], "the cache holds %s, the blob of no file of the snapshot", h)
+	}
+
+	head := res.Commit
+	res, err = Snapshot(ctx, opts)
+	require.NoError(t, err)
+	require.False(t, res.Changed)
+	require.Equal(t, head, res.Commit)
+	require.Empty(t, res.Added)
+	require.Empty(t, res.Modified)
+	require.Empty(t, res.Removed)
+	require.Equal(t, "2\n", git(t, dir, "rev-list", "--count", "HEAD"))
+	require.Equal(t, cached, lastEncoded.previous(source))
+}
+
+// TestSnapshotRestoresEditedFile: a person's commit changed the file of an
+// object that did not change in the source; the next snapshot, with the
+// object's blob hash cached (not its YAML), restores the file from the
+// repository's objects.
+func TestSnapshotRestoresEditedFile(t *testing.T) {
+	ctx := t.Context()
+	const source = "encode-edit"
+	_, opts, dir := encodeCacheConfig(t, source, "encode-edit-shop")
+
+	_, err := Snapshot(ctx, opts)
+	require.NoError(t, err)
+	path := gitstore.SnapshotPrefix(source) + "encode-edit-shop/ConfigMap/settings.yaml"
+	original, err := opts.Repo.ReadFile(ctx, DefaultBranch, path)
+	require.NoError(t, err)
+	require.Contains(t, string(original), "color: blue")
+	_, err = opts.Repo.Commit(ctx, []gitstore.Change{{Path: path, Content: []byte(strings.Replace(string(original), "blue", "red", 1))}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "a person's edit"})
+	require.NoError(t, err)
+	require.NotEmpty(t, lastEncoded.previous(source), "the cache is warm")
+
+	res, err := Snapshot(ctx, opts)
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+	require.Equal(t, []string{path}, res.Modified)
+	require.Empty(t, res.Added)
+	require.Empty(t, res.Removed)
+	require.Equal(t, "M\t"+path+"\n", git(t, dir, "show", "--format=", "--name-status", "HEAD"))
+	require.Equal(t, string(original), git(t, dir, "show", "HEAD:"+path))
+	require.Empty(t, git(t, dir, "diff", "HEAD~2", "HEAD", "--", gitstore.SnapshotPrefix(source)), "the snapshot is as before the edit")
+	require.Empty(t, strings.TrimSpace(git(t, dir, "status", "--porcelain")), "the work tree must match the new commit")
+}
+
+// TestSnapshotEncodeCacheOtherRepository: the cache names blobs that the
+// repository does not have (a new clone, here another repository for the
+// same source): Snapshot forgets the source, takes the snapshot again, and
+// commits the same files as the first repository holds.
+func TestSnapshotEncodeCacheOtherRepository(t *testing.T) {
+	ctx := t.Context()
+	const source = "encode-other"
+	cfg, opts, _ := encodeCacheConfig(t, source, "encode-other-shop")
+	_, err := Snapshot(ctx, opts)
+	require.NoError(t, err)
+	require.NotEmpty(t, lastEncoded.previous(source))
+
+	dir := t.TempDir()
+	other, err := gitstore.Init(ctx, dir)
+	require.NoError(t, err)
+	_, err = other.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
+	require.NoError(t, err)
+	otherOpts := opts
+	otherOpts.Repo = other
+	res, err := Snapshot(ctx, otherOpts)
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+	require.Len(t, res.Added, res.Objects)
+	want, err := opts.Repo.Files(ctx, DefaultBranch, gitstore.SnapshotPrefix(source))
+	require.NoError(t, err)
+	got, err := other.Files(ctx, DefaultBranch, gitstore.SnapshotPrefix(source))
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	git(t, dir, "fsck", "--strict")
+
+	// With its blobs in the repository now, the cache is used again.
+	res, err = Snapshot(ctx, otherOpts)
+	require.NoError(t, err)
+	require.False(t, res.Changed)
 }

@@ -2,6 +2,7 @@ package gitstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -26,6 +27,21 @@ type ChangeSet struct {
 // does not exist, means every file is added. Files outside prefix are never
 // part of the result.
 func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[string][]byte) (ChangeSet, error) {
+	return r.DiffBlobs(ctx, branch, prefix, files, nil)
+}
+
+// ErrBlobMissing is returned (wrapped) by DiffBlobs when a file given by its
+// blob hash differs from the tip and the blob is not in the repository, so
+// that its content cannot be read: the caller must give the content.
+var ErrBlobMissing = errors.New("blob not in the repository")
+
+// DiffBlobs is Diff for files of which some, blobs, are given by their blob
+// hash instead of their content: a caller that remembers what it wrote need
+// not hold it. A path is in files or in blobs, not both. A blob that differs
+// from the tip (or is not there) is read from the repository for its
+// Change; one that is not in it gives an error wrapping ErrBlobMissing.
+// Blobs equal to the tip's are never read.
+func (r *Repository) DiffBlobs(ctx context.Context, branch, prefix string, files map[string][]byte, blobs map[string]plumbing.Hash) (ChangeSet, error) {
 	fail := func(err error) error { return fmt.Errorf("gitstore: diff %s under %q: %w", branch, prefix, err) }
 	name, err := branchRef(branch)
 	if err != nil {
@@ -35,12 +51,26 @@ func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[
 	if err != nil {
 		return ChangeSet{}, fail(err)
 	}
-	for p := range files {
+	check := func(p string) error {
 		if err := validatePath(p); err != nil {
-			return ChangeSet{}, fail(fmt.Errorf("path %q: %w", p, err))
+			return fmt.Errorf("path %q: %w", p, err)
 		}
 		if !strings.HasPrefix(p, dir) {
-			return ChangeSet{}, fail(fmt.Errorf("path %q: outside the prefix", p))
+			return fmt.Errorf("path %q: outside the prefix", p)
+		}
+		return nil
+	}
+	for p := range files {
+		if err := check(p); err != nil {
+			return ChangeSet{}, fail(err)
+		}
+	}
+	for p := range blobs {
+		if err := check(p); err != nil {
+			return ChangeSet{}, fail(err)
+		}
+		if _, both := files[p]; both {
+			return ChangeSet{}, fail(fmt.Errorf("path %q: given both as content and as a blob", p))
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -52,8 +82,8 @@ func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[
 		return ChangeSet{}, fail(err)
 	}
 
-	// One pass over the map; no sort of every path (only of the changes).
-	items := make([]diffItem, 0, len(files))
+	// One pass over each map; no sort of every path (only of the changes).
+	items := make([]diffItem, 0, len(files)+len(blobs))
 	matched := 0
 	for p, content := range files {
 		h, exists := old[p]
@@ -62,10 +92,20 @@ func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[
 		}
 		items = append(items, diffItem{path: p, content: content, old: h, exists: exists})
 	}
+	// Only files need hashing: a blob's hash is given (on a resync of a
+	// controller, almost every file).
 	if err := hashBlobs(ctx, items); err != nil {
 		return ChangeSet{}, fail(err)
 	}
+	for p, hash := range blobs {
+		h, exists := old[p]
+		if exists {
+			matched++
+		}
+		items = append(items, diffItem{path: p, old: h, exists: exists, hash: hash, blob: true})
+	}
 	var cs ChangeSet
+	var unread []int // the changes of blobs, whose content is still to read
 	for _, it := range items {
 		switch {
 		case !it.exists:
@@ -75,15 +115,25 @@ func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[
 		default:
 			continue
 		}
+		if it.blob {
+			unread = append(unread, len(cs.Changes))
+			cs.Changes = append(cs.Changes, Change{Path: it.path})
+			continue
+		}
 		content := it.content
 		if content == nil {
 			content = []byte{} // nil would mean "delete" to Commit
 		}
 		cs.Changes = append(cs.Changes, Change{Path: it.path, Content: content})
 	}
+	if err := r.readChanged(ctx, cs.Changes, unread, blobs); err != nil {
+		return ChangeSet{}, fail(err)
+	}
 	if matched < len(old) {
 		for p := range old {
-			if _, ok := files[p]; !ok {
+			_, inFiles := files[p]
+			_, inBlobs := blobs[p]
+			if !inFiles && !inBlobs {
 				cs.Removed = append(cs.Removed, p)
 				cs.Changes = append(cs.Changes, Change{Path: p})
 			}
@@ -97,13 +147,49 @@ func (r *Repository) Diff(ctx context.Context, branch, prefix string, files map[
 }
 
 // diffItem is one file of a Diff: its content, the blob it had at the tip
-// (if any), and the hash of its content (computed only when it had one).
+// (if any), and the hash of its content (computed only when it had one, or
+// given: blob).
 type diffItem struct {
 	path    string
 	content []byte
 	old     plumbing.Hash
 	exists  bool
 	hash    plumbing.Hash
+	blob    bool // given by its hash, without content
+}
+
+// readChanged sets the content of changes[i] for each i of unread, a file
+// given by its blob hash (blobs) that differs from the tip, from the
+// repository's objects. They are few (what changed since the caller wrote
+// them), so they are read one by one, under one lock.
+func (r *Repository) readChanged(ctx context.Context, changes []Change, unread []int, blobs map[string]plumbing.Hash) error {
+	if len(unread) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil { // a gc may have packed them meanwhile
+		return err
+	}
+	for _, i := range unread {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c := &changes[i]
+		h := blobs[c.Path]
+		b, err := r.readBlob(h)
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			return fmt.Errorf("path %q: blob %s: %w", c.Path, h, ErrBlobMissing)
+		}
+		if err != nil {
+			return fmt.Errorf("path %q: %w", c.Path, err)
+		}
+		if b == nil {
+			b = []byte{} // nil would mean "delete" to Commit
+		}
+		c.Content = b
+	}
+	return nil
 }
 
 // hashBlobs sets the blob hash of each item that exists at the tip (the

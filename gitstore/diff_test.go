@@ -1,9 +1,12 @@
 package gitstore
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -104,4 +107,139 @@ func TestDiffErrors(t *testing.T) {
 			t.Errorf("Diff(%q, %q, %v) = %v, want an error containing %q", tc.branch, tc.prefix, tc.files, err, tc.want)
 		}
 	}
+}
+
+// TestDiffBlobs diffs files of which some are given by their blob hash:
+// equal to the tip's, unchanged and not read; different, or not at the tip,
+// read from the repository's objects; not there, ErrBlobMissing.
+func TestDiffBlobs(t *testing.T) {
+	r, dir := initRepo(t)
+	const prefix = "snapshots/prod/"
+	const (
+		same    = "snapshots/prod/a/ConfigMap/same.yaml"
+		changed = "snapshots/prod/a/ConfigMap/changed.yaml"
+		gone    = "snapshots/prod/a/ConfigMap/gone.yaml"
+		added   = "snapshots/prod/b/ConfigMap/added.yaml"
+	)
+	commit(t, r, "main", put(same, "same"), put(changed, "old"), put(gone, "gone"), put("snapshots/other/x.yaml", "x"))
+	// Blobs in the repository but at no tip, as a snapshot's files are
+	// once a person's commit changed them; git writes them, and names them
+	// as go-git does.
+	stored := func(content string) plumbing.Hash {
+		h := plumbing.NewHash(strings.TrimSpace(gitStdin(t, dir, content, "hash-object", "-w", "--stdin")))
+		if want := plumbing.ComputeHash(plumbing.BlobObject, []byte(content)); h != want {
+			t.Fatalf("git hash-object %q = %s, go-git %s", content, h, want)
+		}
+		return h
+	}
+	hash := func(content string) plumbing.Hash { return plumbing.ComputeHash(plumbing.BlobObject, []byte(content)) }
+	newBlob, addedBlob, emptyBlob := stored("new"), stored("added"), stored("")
+	missing := hash("never written")
+
+	rest := map[string][]byte{changed: []byte("old"), gone: []byte("gone")}
+	for _, tc := range []struct {
+		name        string
+		files       map[string][]byte
+		blobs       map[string]plumbing.Hash
+		want        ChangeSet
+		wantErr     string
+		wantMissing bool
+	}{
+		{name: "unchanged", files: rest, blobs: map[string]plumbing.Hash{same: hash("same")}},
+		{
+			name:  "all blobs unchanged",
+			blobs: map[string]plumbing.Hash{same: hash("same"), changed: hash("old"), gone: hash("gone")},
+		},
+		{
+			name:  "modified",
+			files: map[string][]byte{same: []byte("same"), gone: []byte("gone")},
+			blobs: map[string]plumbing.Hash{changed: newBlob},
+			want:  ChangeSet{Changes: []Change{put(changed, "new")}, Modified: []string{changed}},
+		},
+		{
+			name:  "added",
+			files: map[string][]byte{same: []byte("same")},
+			blobs: map[string]plumbing.Hash{changed: hash("old"), gone: hash("gone"), added: addedBlob},
+			want:  ChangeSet{Changes: []Change{put(added, "added")}, Added: []string{added}},
+		},
+		{
+			name:  "empty blob",
+			files: rest,
+			blobs: map[string]plumbing.Hash{same: emptyBlob},
+			want:  ChangeSet{Changes: []Change{{Path: same, Content: []byte{}}}, Modified: []string{same}},
+		},
+		{
+			name:  "removed",
+			files: map[string][]byte{changed: []byte("new")},
+			blobs: map[string]plumbing.Hash{same: hash("same")},
+			want: ChangeSet{
+				Changes:  []Change{put(changed, "new"), del(gone)},
+				Modified: []string{changed}, Removed: []string{gone},
+			},
+		},
+		{
+			name:        "missing blob",
+			files:       rest,
+			blobs:       map[string]plumbing.Hash{same: hash("same"), added: missing},
+			wantErr:     `path "` + added + `": blob ` + missing.String(),
+			wantMissing: true,
+		},
+		{
+			name:    "in both",
+			files:   rest,
+			blobs:   map[string]plumbing.Hash{same: hash("same"), changed: hash("old")},
+			wantErr: `path "` + changed + `": given both as content and as a blob`,
+		},
+		{name: "outside the prefix", blobs: map[string]plumbing.Hash{"snapshots/prod-eu/x": hash("x")}, wantErr: `path "snapshots/prod-eu/x": outside the prefix`},
+		{name: "invalid path", blobs: map[string]plumbing.Hash{"snapshots/prod/../x": hash("x")}, wantErr: `path "snapshots/prod/../x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, err := r.DiffBlobs(t.Context(), "main", prefix, tc.files, tc.blobs)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "gitstore: diff ") {
+					t.Fatalf("DiffBlobs = %v, want an error containing %q", err, tc.wantErr)
+				}
+				if errors.Is(err, ErrBlobMissing) != tc.wantMissing {
+					t.Errorf("errors.Is(%v, ErrBlobMissing) = %v, want %v", err, !tc.wantMissing, tc.wantMissing)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, cs); diff != "" {
+				t.Errorf("DiffBlobs (-want +got):\n%s", diff)
+			}
+			for _, c := range cs.Changes {
+				if c.Content == nil && !slices.Contains(cs.Removed, c.Path) {
+					t.Errorf("%s: nil content, which Commit reads as a deletion", c.Path)
+				}
+			}
+		})
+	}
+
+	// Committing a change set read from blobs makes the tip hold those
+	// blobs, as git sees them; a second diff finds nothing.
+	files := map[string][]byte{same: []byte("same")}
+	blobs := map[string]plumbing.Hash{changed: newBlob, added: addedBlob}
+	cs, err := r.DiffBlobs(t.Context(), "main", prefix, files, blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, r, "main", cs.Changes...)
+	for p, h := range blobs {
+		if got := strings.TrimSpace(gitRun(t, dir, "rev-parse", "main:"+p)); got != h.String() {
+			t.Errorf("git rev-parse main:%s = %s, want %s", p, got, h)
+		}
+	}
+	if got := gitRun(t, dir, "cat-file", "blob", "main:"+changed); got != "new" {
+		t.Errorf("git cat-file main:%s = %q, want the blob's content", changed, got)
+	}
+	if got, want := lsTree(t, dir, "main"), []string{"snapshots/other/x.yaml", changed, same, added}; !slices.Equal(got, want) {
+		t.Errorf("git ls-tree main = %q, want %q", got, want)
+	}
+	if cs, err := r.DiffBlobs(t.Context(), "main", prefix, files, blobs); err != nil || len(cs.Changes) != 0 {
+		t.Errorf("DiffBlobs after committing its changes = %+v, %v; want no changes", cs, err)
+	}
+	fsck(t, dir)
 }

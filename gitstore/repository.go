@@ -218,12 +218,15 @@ func (r *Repository) refresh() error {
 // held for good with 10,000 objects, and more at the peak. Trees and
 // commits, read again at every commit and build, keep a cache of their own
 // that blobs cannot evict; blobs keep a small one, for the bases of the
-// deltas of a packed repository. A larger cache for trees filled with the
-// trees of older commits: 16 MiB of them after the 80 commits of the lag
-// benchmark (controller/run_bench_test.go, 10,000 objects).
+// deltas of a packed repository. Both are small: what a commit or a delta
+// build reads again is the trees along the changed paths of the newest
+// commits (about 1 MiB with 10,000 objects in 10 namespaces), and a cache
+// holds more than its bound (an object's buffer grows by doubling): 8 and 4
+// MiB held 16 MiB for good in the lag benchmark (controller/run_bench_test.go,
+// 10,000 objects), without a measurable gain in lag over 2 and 1.
 const (
-	objectCacheSize = 8 * cache.MiByte
-	blobCacheSize   = 4 * cache.MiByte
+	objectCacheSize = 2 * cache.MiByte
+	blobCacheSize   = 1 * cache.MiByte
 )
 
 // objectCache is go-git's object cache split in two LRUs: blobs, and the

@@ -442,8 +442,9 @@ func runKustomize(fs filesys.FileSystem, root string) (objs []*unstructured.Unst
 	if err != nil {
 		return nil, err
 	}
+	in := interner{}
 	for _, r := range m.Resources() {
-		if u, ok := toUnstructured(&r.RNode); ok {
+		if u, ok := toUnstructured(&r.RNode, in); ok {
 			objs = append(objs, u)
 			continue
 		}
