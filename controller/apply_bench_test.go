@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
-	"github.com/dr-syncer/dr-syncer/render"
 )
 
 // BenchmarkApplyCommit measures what one small commit costs the controller
@@ -39,14 +38,7 @@ func BenchmarkApplyCommit(b *testing.B) {
 	if err := benchServiceCIDR(ctx, clusters.Target.Clientset()); err != nil {
 		b.Fatal(err)
 	}
-	repo, err := gitstore.Init(ctx, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"}); err != nil {
-		b.Fatal(err)
-	}
+	repo, _ := skeletonRepo(b, cfg)
 	if _, err := Snapshot(ctx, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer}); err != nil {
 		b.Fatal(err)
 	}

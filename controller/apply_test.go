@@ -131,11 +131,7 @@ spec:
     recipients: [%s]
   apply: {maxPrunePercent: 100}
 `, id.Recipient()))
-	repo, err := gitstore.Init(ctx, t.TempDir())
-	require.NoError(t, err)
-	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	repo, _ := skeletonRepo(t, cfg)
 	opts := ApplyOptions{Repo: repo, Config: cfg, Target: clusters.Target.Config, Identity: id}
 	r := &applierRepo{t: t, repo: repo, opts: opts, sealer: sealer, objs: map[string]*unstructured.Unstructured{}}
 	t.Cleanup(func() {

@@ -28,6 +28,7 @@ import (
 	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/internal/testcluster"
 	"github.com/dr-syncer/dr-syncer/policies"
+	"github.com/dr-syncer/dr-syncer/render"
 	"github.com/dr-syncer/dr-syncer/snapshot"
 )
 
@@ -193,3 +194,19 @@ func mustJSON(v any) string {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// skeletonRepo returns a new repository in a temporary directory, and the
+// directory, whose first commit holds the overlay skeleton of cfg.
+func skeletonRepo(tb testing.TB, cfg *policies.SyncConfig) (*gitstore.Repository, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	repo, err := gitstore.Init(tb.Context(), dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := repo.Commit(tb.Context(), []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"}); err != nil {
+		tb.Fatal(err)
+	}
+	return repo, dir
+}

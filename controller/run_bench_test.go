@@ -20,12 +20,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/dr-syncer/dr-syncer/gitstore"
-	"github.com/dr-syncer/dr-syncer/render"
 )
 
 // BenchmarkContinuousLag measures the lag of continuous mode — from a
@@ -60,15 +58,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 	benchSource(b)
 	ctx := b.Context()
 	cfg, id, sealer := benchConfig(b, "bench-run", "  replication: {mode: continuous}\n")
-	dir := b.TempDir()
-	repo, err := gitstore.Init(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"}); err != nil {
-		b.Fatal(err)
-	}
+	repo, _ := skeletonRepo(b, cfg)
 
 	// The target needs room for the ClusterIPs of the 1,000 Services too.
 	if err := benchServiceCIDR(ctx, clusters.Target.Clientset()); err != nil {
@@ -240,32 +230,24 @@ func peakProfile(b *testing.B) {
 	runtime.MemProfileRate = 64 << 10
 	ctx := b.Context()
 	start := time.Now()
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		last, n := 0.0, 0
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			hwm, rss := residentMiB(b)
-			if hwm < last+32 {
-				continue
-			}
-			last = hwm
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			fmt.Fprintf(os.Stderr, "peak %6.1fs: VmHWM %.0f MiB, VmRSS %.0f MiB, heap in use %d MiB, heap objects %d MiB, next GC %d MiB\n", time.Since(start).Seconds(), hwm, rss,
-				ms.HeapInuse>>20, ms.HeapAlloc>>20, ms.NextGC>>20)
-			n++
-			if f, err := os.Create(fmt.Sprintf("%s.%02d", path, n)); err == nil {
-				_ = pprof.WriteHeapProfile(f)
-				f.Close()
-			}
+	last, n := 0.0, 0
+	go wait.UntilWithContext(ctx, func(context.Context) {
+		hwm, rss := residentMiB(b)
+		if hwm < last+32 {
+			return
 		}
-	}()
+		last = hwm
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(os.Stderr, "peak %6.1fs: VmHWM %.0f MiB, VmRSS %.0f MiB, heap in use %d MiB, heap objects %d MiB, next GC %d MiB\n", time.Since(start).Seconds(), hwm, rss,
+			ms.HeapInuse>>20, ms.HeapAlloc>>20, ms.NextGC>>20)
+		n++
+		if f, err := os.Create(fmt.Sprintf("%s.%02d", path, n)); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}, 100*time.Millisecond)
+
 }
 
 // writeHeapProfile writes a heap profile to $DR_SYNCER_BENCH_HEAPPROFILE
@@ -331,18 +313,8 @@ func watchArrivals(b *testing.B) *arrivals {
 	ctx := b.Context()
 	go inf.RunWithContext(ctx)
 	cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
-	go func() { // wake waiters so they can time out
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				a.cond.Broadcast()
-			}
-		}
-	}()
+	// Wake the waiters, that they can time out.
+	go wait.UntilWithContext(ctx, func(context.Context) { a.cond.Broadcast() }, 100*time.Millisecond)
 	return a
 }
 
@@ -413,19 +385,7 @@ func anonPeak(ctx context.Context, b *testing.B) func() (anon, file float64) {
 		}
 		mu.Unlock()
 	}
-	sample()
-	go func() {
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				sample()
-			}
-		}
-	}()
+	go wait.UntilWithContext(ctx, func(context.Context) { sample() }, 20*time.Millisecond)
 	return func() (float64, float64) {
 		sample()
 		mu.Lock()

@@ -40,7 +40,6 @@ type runFixture struct {
 
 func newRunFixture(t *testing.T, mode string) *runFixture {
 	t.Helper()
-	ctx := t.Context()
 	ns := clusters.Source.Namespace(t)
 	replication := "  replication: {mode: " + mode + "}\n"
 	if mode == "scheduled" {
@@ -56,12 +55,7 @@ spec:
   - {source: %[1]s}
   secrets: {mode: exclude}
 `, ns)+replication)
-	dir := t.TempDir()
-	repo, err := gitstore.Init(ctx, dir)
-	require.NoError(t, err)
-	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	repo, dir := skeletonRepo(t, cfg)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return &runFixture{ns: ns, dir: dir, repo: repo, opts: RunOptions{
 		Repo: repo, Config: cfg,

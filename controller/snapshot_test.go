@@ -332,12 +332,7 @@ func TestSnapshotRealisticNamespace(t *testing.T) {
 	id, sealer := testKeys(t)
 	cfg := decodeConfig(t, fmt.Sprintf(goldenConfig, id.Recipient()))
 
-	dir := t.TempDir()
-	repo, err := gitstore.Init(ctx, dir)
-	require.NoError(t, err)
-	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	repo, dir := skeletonRepo(t, cfg)
 	opts := SnapshotOptions{Repo: repo, Config: cfg, Source: src.Config, Sealer: sealer}
 
 	res, err := Snapshot(ctx, opts)
@@ -449,7 +444,6 @@ func TestGenerateReusesUnchanged(t *testing.T) {
 // so that the encode cache and the source's objects are the test's alone.
 func encodeCacheConfig(t *testing.T, source, ns string) (*policies.SyncConfig, SnapshotOptions, string) {
 	t.Helper()
-	ctx := t.Context()
 	applyManifests(t, clusters.Source, fmt.Sprintf(`
 apiVersion: v1
 kind: Namespace
@@ -474,12 +468,7 @@ metadata: {name: web, namespace: %[1]s}
 	text = strings.Replace(text, "source: {name: prod}", "source: {name: "+source+"}", 1)
 	text = strings.Replace(text, "{source: golden-shop, target: golden-shop-dr}", "{source: "+ns+", target: "+ns+"-dr}", 1)
 	cfg := decodeConfig(t, text)
-	dir := t.TempDir()
-	repo, err := gitstore.Init(ctx, dir)
-	require.NoError(t, err)
-	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	repo, dir := skeletonRepo(t, cfg)
 	lastEncoded.forget(source)
 	t.Cleanup(func() { lastEncoded.forget(source) })
 	return cfg, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer}, dir
@@ -565,12 +554,7 @@ func TestSnapshotEncodeCacheOtherRepository(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, lastEncoded.previous(source))
 
-	dir := t.TempDir()
-	other, err := gitstore.Init(ctx, dir)
-	require.NoError(t, err)
-	_, err = other.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	other, dir := skeletonRepo(t, cfg)
 	otherOpts := opts
 	otherOpts.Repo = other
 	res, err := Snapshot(ctx, otherOpts)

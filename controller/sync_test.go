@@ -10,9 +10,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
 
-	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/reconciler"
-	"github.com/dr-syncer/dr-syncer/render"
 )
 
 const syncConfig = `
@@ -46,13 +44,9 @@ func TestSyncRealisticNamespace(t *testing.T) {
 	applyManifests(t, clusters.Target, "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: standard}\nprovisioner: example.com/none\n")
 	id, sealer := testKeys(t)
 	cfg := decodeConfig(t, fmt.Sprintf(syncConfig, id.Recipient()))
-	repo, err := gitstore.Init(ctx, t.TempDir())
-	require.NoError(t, err)
-	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	repo, _ := skeletonRepo(t, cfg)
 
-	_, err = Snapshot(ctx, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer})
+	_, err := Snapshot(ctx, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer})
 	require.NoError(t, err)
 	opts := ApplyOptions{Repo: repo, Config: cfg, Target: clusters.Target.Config, Identity: id}
 	res, err := Apply(ctx, opts)

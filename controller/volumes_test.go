@@ -12,10 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dr-syncer/dr-syncer/gitstore"
 	"github.com/dr-syncer/dr-syncer/internal/testvolume"
 	"github.com/dr-syncer/dr-syncer/pvcsync"
-	"github.com/dr-syncer/dr-syncer/render"
 )
 
 const volumesConfig = `
@@ -48,11 +46,7 @@ func TestVolumesLocal(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "sub", "note.txt"), []byte("hello"), 0o600))
 
 	cfg := decodeConfig(t, fmt.Sprintf(volumesConfig, ns, agent.Port))
-	repo, err := gitstore.Init(ctx, t.TempDir())
-	require.NoError(t, err)
-	_, err = repo.Commit(ctx, []gitstore.Change{{Path: render.OverlayPath(cfg), Content: render.Skeleton(cfg)}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "init"})
-	require.NoError(t, err)
+	repo, _ := skeletonRepo(t, cfg)
 	snap, err := Snapshot(ctx, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config})
 	require.NoError(t, err)
 	applyOpts := ApplyOptions{Repo: repo, Config: cfg, Target: clusters.Target.Config}
