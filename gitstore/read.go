@@ -223,26 +223,32 @@ func (r *Repository) readBlob(h plumbing.Hash) ([]byte, error) {
 }
 
 // subtree returns the entries of directory dir ("" for the root, no trailing
-// slash) under root, reading only the trees along dir. A directory that does
-// not exist, or is a file, has no entries.
+// slash) under root, reading only the trees along dir (through treeMemo:
+// the entries are shared, read only). A directory that does not exist, or
+// is a file, has no entries.
 func (r *Repository) subtree(ctx context.Context, root plumbing.Hash, dir string) ([]object.TreeEntry, error) {
-	entries, err := r.readTree(root)
-	if err != nil || dir == "" {
-		return entries, err
+	d, err := r.dirOf("", root)
+	if err != nil {
+		return nil, err
 	}
+	if dir == "" {
+		return d.entries, nil
+	}
+	path := ""
 	for seg := range strings.SplitSeq(dir, "/") {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e, ok := findEntry(entries, seg)
+		e, ok := findEntry(d.entries, seg)
 		if !ok || e.Mode != filemode.Dir {
 			return nil, nil
 		}
-		if entries, err = r.readTree(e.Hash); err != nil {
+		path += seg + "/"
+		if d, err = r.dirOf(path, e.Hash); err != nil {
 			return nil, err
 		}
 	}
-	return entries, nil
+	return d.entries, nil
 }
 
 // walkPrefix calls fn for every non-tree entry under prefix (canonical, see
@@ -255,20 +261,36 @@ func (r *Repository) walkPrefix(ctx context.Context, root plumbing.Hash, prefix 
 	return r.walk(ctx, entries, prefix, fn)
 }
 
+// walk calls fn with the path of every file under the entries of directory
+// dir, recursively, in tree order. The trees below are read through the
+// repository's treeMemo: each walk starts a generation of it.
 func (r *Repository) walk(ctx context.Context, entries []object.TreeEntry, dir string, fn func(string, object.TreeEntry)) error {
+	r.trees.next()
+	for _, e := range entries {
+		if err := r.walkEntry(ctx, dir+e.Name, e, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Repository) walkEntry(ctx context.Context, path string, e object.TreeEntry, fn func(string, object.TreeEntry)) error {
+	if e.Mode != filemode.Dir {
+		fn(path, e)
+		return nil
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if e.Mode != filemode.Dir {
-			fn(dir+e.Name, e)
-			continue
-		}
-		sub, err := r.readTree(e.Hash)
-		if err != nil {
-			return err
-		}
-		if err := r.walk(ctx, sub, dir+e.Name+"/", fn); err != nil {
+	if !strings.HasSuffix(path, "/") {
+		path += "/"
+	}
+	d, err := r.dirOf(path, e.Hash)
+	if err != nil {
+		return err
+	}
+	for i, sub := range d.entries {
+		if err := r.walkEntry(ctx, d.paths[i], sub, fn); err != nil {
 			return err
 		}
 	}

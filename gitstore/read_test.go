@@ -156,3 +156,59 @@ func TestReadBlob(t *testing.T) {
 		t.Error("ReadBlob of an unknown hash: want an error")
 	}
 }
+
+// TestFilesThroughTreeMemo: Files walks the trees through the repository's
+// memo of directories (treeMemo); after each commit of a sequence, and
+// back and forth between commits and prefixes, it lists exactly what git
+// lists, hash included: a directory is taken from the memo only under the
+// same path and tree hash.
+func TestFilesThroughTreeMemo(t *testing.T) {
+	r, dir := initRepo(t)
+	ctx := t.Context()
+	lsFiles := func(rev, prefix string) map[string]plumbing.Hash {
+		t.Helper()
+		want := map[string]plumbing.Hash{}
+		args := []string{"ls-tree", "-r", rev}
+		if prefix != "" {
+			args = append(args, "--", prefix)
+		}
+		for _, l := range gitLines(t, dir, args...) {
+			meta, path, _ := strings.Cut(l, "\t")
+			f := strings.Fields(meta)
+			want[path] = plumbing.NewHash(f[2])
+		}
+		return want
+	}
+	var revs []string
+	steps := [][]Change{
+		{put("a/x.yaml", "1"), put("a/b/y.yaml", "1"), put("c/z.yaml", "1")},
+		{put("a/b/y.yaml", "2")},                    // a deep file: a/ and a/b/ change, c/ is taken from the memo
+		{del("c/z.yaml"), put("d/z.yaml", "1")},     // a directory goes, another comes
+		{put("e/b/y.yaml", "2")},                    // the same tree as a/b/ at another path
+		{put("a/x.yaml", "1"), put("a/n.yaml", "")}, // an empty file beside an unchanged one
+	}
+	for i, step := range steps {
+		h := commit(t, r, "main", step...)
+		revs = append(revs, h.String())
+		for _, prefix := range []string{"", "a/"} {
+			got, err := r.Files(ctx, h.String(), prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(lsFiles(h.String(), prefix), got); diff != "" {
+				t.Errorf("step %d, prefix %q: Files (-git +gitstore):\n%s", i, prefix, diff)
+			}
+		}
+	}
+	// Back to older commits, whose directories the memo dropped or holds
+	// beside newer ones.
+	for _, rev := range []string{revs[0], revs[3], revs[1], revs[4]} {
+		got, err := r.Files(ctx, rev, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(lsFiles(rev, ""), got); diff != "" {
+			t.Errorf("%s: Files (-git +gitstore):\n%s", rev, diff)
+		}
+	}
+}

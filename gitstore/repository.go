@@ -34,6 +34,8 @@ type Repository struct {
 
 	idx indexCache // the index Commit last wrote, if it has a work tree
 
+	trees treeMemo // the directories the last walks read
+
 	// beforeRefUpdate, when set by a test, runs after Commit has read the
 	// tip and written its objects, just before it moves the branch.
 	beforeRefUpdate func()
