@@ -48,8 +48,8 @@ import (
 // snapshot's objects and their files are not held in full together: the
 // objects as maps took about as much memory as their YAML, and the two
 // together made the controller's peak in the first snapshot.
-func encodeSet(source string, objects []*unstructured.Unstructured) (files map[string][]byte, blobs map[string]plumbing.Hash, set fingerprint, err error) {
-	prev := lastEncoded.previous(source)
+func encodeSet(cacheKey, source string, objects []*unstructured.Unstructured) (files map[string][]byte, blobs map[string]plumbing.Hash, set fingerprint, err error) {
+	prev := lastEncoded.previous(cacheKey)
 	next := make([]fingerprint, len(objects))
 	out := make([]encoded, len(objects))
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(objects)/64))
@@ -110,7 +110,7 @@ func encodeSet(source string, objects []*unstructured.Unstructured) (files map[s
 		cache[next[i]] = e.hash
 		all.Write(next[i][:])
 	}
-	lastEncoded.remember(source, cache)
+	lastEncoded.remember(cacheKey, cache)
 	if whole {
 		all.Sum(set[:0])
 	}
@@ -183,11 +183,14 @@ func idOf(o *unstructured.Unstructured) snapshot.ID {
 // equal fingerprints mean equal content, hence the same YAML.
 type fingerprint [sha256.Size]byte
 
-// encodeCache holds, for each source, the git blob hashes of the files of
-// the last encodeSet call by the fingerprint of the object each came from.
-// Each call replaces its source's entries by those of its own objects, so
-// the cache holds one entry per object of the last snapshot and never grows
-// with time.
+// encodeCache holds, for each source and repository (encodeKey), the git
+// blob hashes of the files of the last encodeSet call by the fingerprint of
+// the object each came from. Each call replaces its key's entries by those
+// of its own objects, so the cache holds one entry per object of the last
+// snapshot and never grows with time. The repository is part of the key: a
+// hash is only worth something where its blob is — writers of the same
+// source on clones of their own (cmd/dr-syncer's TestRemoteConcurrentWriters,
+// in one process) each have the blobs of their own commits.
 //
 // It holds hashes, not the files: the files of every object of a snapshot
 // stayed in a long-running controller's heap for good (11 MB at 10,000
@@ -197,10 +200,10 @@ type fingerprint [sha256.Size]byte
 //
 // A hash is a pure function of the key, so it is valid whatever changed in
 // between (mapping, sealed Secrets, the tip): a changed object has another
-// fingerprint. What can go is the blob itself (a new clone of the
-// repository, a gc after a person's commit replaced the file): then
-// DiffBlobs fails with gitstore.ErrBlobMissing and Snapshot makes the cache
-// forget the source (forget) and takes the snapshot again.
+// fingerprint. What can go is the blob itself (a gc after a person's
+// commit replaced the file, a shallow clone): then DiffBlobs fails with
+// gitstore.ErrBlobMissing and Snapshot makes the cache forget the key
+// (forget) and takes the snapshot again.
 type encodeCache struct {
 	mu       sync.Mutex
 	bySource map[string]map[fingerprint]plumbing.Hash
@@ -216,6 +219,12 @@ type generatedFiles struct {
 
 // lastEncoded is the process's cache: a snapshot is a function call, and a
 // controller that resyncs calls it again and again.
+//
+// encodeKey is its key for source in repo.
+func encodeKey(repo *gitstore.Repository, source string) string {
+	return repo.RefsDir() + "\x00" + source
+}
+
 var lastEncoded = &encodeCache{bySource: map[string]map[fingerprint]plumbing.Hash{}, generatedBy: map[string]generatedFiles{}}
 
 func (c *encodeCache) previous(source string) map[fingerprint]plumbing.Hash {

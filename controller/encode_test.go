@@ -69,7 +69,7 @@ func TestEncodeSetRejectsCollisions(t *testing.T) {
 	cm := func() *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "a", "namespace": "x"}}}
 	}
-	_, _, _, err := encodeSet("prod", []*unstructured.Unstructured{cm(), cm()})
+	_, _, _, err := encodeSet("prod", "prod", []*unstructured.Unstructured{cm(), cm()})
 	require.ErrorContains(t, err, "ConfigMap/x/a: two objects map to snapshots/prod/x/ConfigMap/a.yaml")
 }
 
@@ -91,15 +91,15 @@ func TestEncodeSetCache(t *testing.T) {
 		}
 		return out
 	}
-	first, firstBlobs, _, err := encodeSet(source, objects("1"))
+	first, firstBlobs, _, err := encodeSet(source, source, objects("1"))
 	require.NoError(t, err)
 	require.Len(t, first, 200)
 	require.Empty(t, firstBlobs, "nothing cached yet")
-	second, secondBlobs, _, err := encodeSet(source, objects("1"))
+	second, secondBlobs, _, err := encodeSet(source, source, objects("1"))
 	require.NoError(t, err)
 	require.Empty(t, second, "every object encoded again although unchanged")
 	require.Len(t, secondBlobs, 200)
-	third, thirdBlobs, _, err := encodeSet(source, objects("2"))
+	third, thirdBlobs, _, err := encodeSet(source, source, objects("2"))
 	require.NoError(t, err)
 	require.Len(t, third, 1)
 	require.Len(t, thirdBlobs, 199)
@@ -131,7 +131,7 @@ func TestEncodeSetCache(t *testing.T) {
 
 	// Forgotten, the source is encoded again in full.
 	lastEncoded.forget(source)
-	fourth, fourthBlobs, _, err := encodeSet(source, objects("2"))
+	fourth, fourthBlobs, _, err := encodeSet(source, source, objects("2"))
 	require.NoError(t, err)
 	require.Len(t, fourth, 200)
 	require.Empty(t, fourthBlobs)

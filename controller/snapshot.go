@@ -67,15 +67,14 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	res, err := snapshotOnce(ctx, opts)
 	if errors.Is(err, gitstore.ErrBlobMissing) {
 		// The encode cache named the blob of an unchanged object that the
-		// repository does not have (a new clone, a gc after a person's
-		// commit replaced the file, another repository for the same
-		// source), and the file differs from the tip. Its YAML is gone
+		// repository no longer has (a gc after a person's commit replaced
+		// the file, a shallow clone), and the file differs from the tip. Its YAML is gone
 		// with the object (encodeSet keeps outlines), so the snapshot is
 		// taken again with the source forgotten, which encodes every
 		// object: once, since a snapshot with nothing cached gives
 		// DiffBlobs no blob to miss. Rare enough that reading the source
 		// twice is cheaper than keeping the files for it.
-		lastEncoded.forget(opts.Config.Spec.Source.Name)
+		lastEncoded.forget(encodeKey(opts.Repo, opts.Config.Spec.Source.Name))
 		res, err = snapshotOnce(ctx, opts)
 	}
 	return res, err
@@ -113,7 +112,7 @@ func snapshotOnce(ctx context.Context, opts SnapshotOptions) (SnapshotResult, er
 		return SnapshotResult{}, fmt.Errorf("source %s: %w", source, err)
 	}
 
-	files, blobs, fp, err := encodeSet(source, set.Objects)
+	files, blobs, fp, err := encodeSet(encodeKey(opts.Repo, source), source, set.Objects)
 	if err != nil {
 		return SnapshotResult{}, err
 	}

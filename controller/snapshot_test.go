@@ -3,6 +3,8 @@ package controller
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -420,7 +422,7 @@ func TestGenerateReusesUnchanged(t *testing.T) {
 	}
 	gen := func(cfg *policies.SyncConfig, objects []*unstructured.Unstructured) map[string][]byte {
 		t.Helper()
-		_, _, fp, err := encodeSet(cfg.Spec.Source.Name, objects)
+		_, _, fp, err := encodeSet(cfg.Spec.Source.Name, cfg.Spec.Source.Name, objects)
 		require.NoError(t, err)
 		files, err := generate(cfg, objects, fp)
 		require.NoError(t, err)
@@ -469,8 +471,9 @@ metadata: {name: web, namespace: %[1]s}
 	text = strings.Replace(text, "{source: golden-shop, target: golden-shop-dr}", "{source: "+ns+", target: "+ns+"-dr}", 1)
 	cfg := decodeConfig(t, text)
 	repo, dir := skeletonRepo(t, cfg)
-	lastEncoded.forget(source)
-	t.Cleanup(func() { lastEncoded.forget(source) })
+	key := encodeKey(repo, source)
+	lastEncoded.forget(key)
+	t.Cleanup(func() { lastEncoded.forget(key) })
 	return cfg, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer}, dir
 }
 
@@ -488,7 +491,7 @@ func TestSnapshotEncodeCacheWarm(t *testing.T) {
 	tip, err := opts.Repo.Files(ctx, DefaultBranch, gitstore.SnapshotPrefix(source))
 	require.NoError(t, err)
 	require.Len(t, tip, res.Objects)
-	cached := lastEncoded.previous(source)
+	cached := lastEncoded.previous(encodeKey(opts.Repo, source))
 	require.Len(t, cached, res.Objects)
 	want := map[plumbing.Hash]bool{}
 	for _, h := range tip {
@@ -507,7 +510,7 @@ func TestSnapshotEncodeCacheWarm(t *testing.T) {
 	require.Empty(t, res.Modified)
 	require.Empty(t, res.Removed)
 	require.Equal(t, "2\n", git(t, dir, "rev-list", "--count", "HEAD"))
-	require.Equal(t, cached, lastEncoded.previous(source))
+	require.Equal(t, cached, lastEncoded.previous(encodeKey(opts.Repo, source)))
 }
 
 // TestSnapshotRestoresEditedFile: a person's commit changed the file of an
@@ -528,7 +531,7 @@ func TestSnapshotRestoresEditedFile(t *testing.T) {
 	_, err = opts.Repo.Commit(ctx, []gitstore.Change{{Path: path, Content: []byte(strings.Replace(string(original), "blue", "red", 1))}},
 		gitstore.CommitOptions{Branch: DefaultBranch, Message: "a person's edit"})
 	require.NoError(t, err)
-	require.NotEmpty(t, lastEncoded.previous(source), "the cache is warm")
+	require.NotEmpty(t, lastEncoded.previous(encodeKey(opts.Repo, source)), "the cache is warm")
 
 	res, err := Snapshot(ctx, opts)
 	require.NoError(t, err)
@@ -542,34 +545,36 @@ func TestSnapshotRestoresEditedFile(t *testing.T) {
 	require.Empty(t, strings.TrimSpace(git(t, dir, "status", "--porcelain")), "the work tree must match the new commit")
 }
 
-// TestSnapshotEncodeCacheOtherRepository: the cache names blobs that the
-// repository does not have (a new clone, here another repository for the
-// same source): Snapshot forgets the source, takes the snapshot again, and
-// commits the same files as the first repository holds.
-func TestSnapshotEncodeCacheOtherRepository(t *testing.T) {
+// TestSnapshotEncodeCacheBlobGone: the cache names the blob of an
+// unchanged object that the repository lost (a gc after the file was
+// replaced, a shallow clone), and the file at the tip differs (a person's
+// edit): Snapshot forgets the cache, takes the snapshot again and restores
+// the file.
+func TestSnapshotEncodeCacheBlobGone(t *testing.T) {
 	ctx := t.Context()
-	const source = "encode-other"
-	cfg, opts, _ := encodeCacheConfig(t, source, "encode-other-shop")
+	const source = "encode-gone"
+	_, opts, dir := encodeCacheConfig(t, source, "encode-gone-shop")
 	_, err := Snapshot(ctx, opts)
 	require.NoError(t, err)
-	require.NotEmpty(t, lastEncoded.previous(source))
+	path := gitstore.SnapshotPrefix(source) + "encode-gone-shop/ConfigMap/settings.yaml"
+	original, err := opts.Repo.ReadFile(ctx, DefaultBranch, path)
+	require.NoError(t, err)
+	_, err = opts.Repo.Commit(ctx, []gitstore.Change{{Path: path, Content: []byte(strings.Replace(string(original), "blue", "red", 1))}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "a person's edit"})
+	require.NoError(t, err)
+	blob := plumbing.ComputeHash(plumbing.BlobObject, original).String()
+	require.NoError(t, os.Remove(filepath.Join(dir, ".git", "objects", blob[:2], blob[2:])))
+	require.NotEmpty(t, lastEncoded.previous(encodeKey(opts.Repo, source)), "the cache is warm")
 
-	other, dir := skeletonRepo(t, cfg)
-	otherOpts := opts
-	otherOpts.Repo = other
-	res, err := Snapshot(ctx, otherOpts)
+	res, err := Snapshot(ctx, opts)
 	require.NoError(t, err)
 	require.True(t, res.Changed)
-	require.Len(t, res.Added, res.Objects)
-	want, err := opts.Repo.Files(ctx, DefaultBranch, gitstore.SnapshotPrefix(source))
-	require.NoError(t, err)
-	got, err := other.Files(ctx, DefaultBranch, gitstore.SnapshotPrefix(source))
-	require.NoError(t, err)
-	require.Equal(t, want, got)
-	git(t, dir, "fsck", "--strict")
+	require.Equal(t, []string{path}, res.Modified)
+	require.Equal(t, string(original), git(t, dir, "show", "HEAD:"+path))
+	git(t, dir, "cat-file", "-e", blob) // written again
 
-	// With its blobs in the repository now, the cache is used again.
-	res, err = Snapshot(ctx, otherOpts)
+	// With the blob back, the cache is used again.
+	res, err = Snapshot(ctx, opts)
 	require.NoError(t, err)
 	require.False(t, res.Changed)
 }
