@@ -370,12 +370,12 @@ func (r *report) goals() {
 	// VmHWM's parts, that a reader sees what the heap takes and what the
 	// pages of the binary do.
 	for _, c := range []struct{ unit, what string }{
-		{"peak-RssAnon-MiB", "peak anonymous memory (RssAnon, sampled every 20 ms): heap, stacks, runtime"},
-		{"RssFile-MiB", "the binary's mapped pages (RssFile) at that peak"},
-		{"live-heap-MiB", "live heap after a collection at the end (what a memory limit must leave room for)"},
+		{"peak-RssAnon-MiB", "controller peak anonymous memory (RssAnon, sampled every 20 ms): heap, stacks, runtime"},
+		{"RssFile-MiB", "pages of the controller's binary mapped (RssFile) at that peak"},
+		{"live-heap-MiB", "controller live heap after a collection at the end (what a memory limit must leave room for)"},
 	} {
 		if f := r.find("lag", lagN, "BenchmarkContinuousLag", c.unit); f != nil {
-			add("lag", goalRow{Figure: "controller " + c.what, N: lagN, Measured: "BenchmarkContinuousLag's " + c.unit, Unit: "MiB", Value: figStat(f), ValueFmt: "MiB", Goal: "— (informational)"})
+			add("lag", goalRow{Figure: c.what, N: lagN, Measured: "BenchmarkContinuousLag's " + c.unit, Unit: "MiB", Value: figStat(f), ValueFmt: "MiB", Goal: "— (informational)"})
 		}
 	}
 }
