@@ -377,7 +377,8 @@ metadata: {name: settings, namespace: %[1]s}
 data: {a: b}
 `, ns, clusterIP, image))
 	}
-	set := doc("10.0.0.201", "busybox:1")
+	ips := freeClusterIPs(t, 2)
+	set := doc(ips[0], "busybox:1")
 	_, err := m.Apply(t.Context(), set, ApplyOptions{Commit: "c1"})
 	require.NoError(t, err)
 	uids := map[string]types.UID{}
@@ -385,7 +386,7 @@ data: {a: b}
 		uids[refOf(o).String()] = getLive(t, m, refOf(o)).GetUID()
 	}
 
-	set = doc("10.0.0.202", "busybox:2")
+	set = doc(ips[1], "busybox:2")
 	res, err := m.Apply(t.Context(), set, ApplyOptions{Commit: "c2"})
 	require.NoError(t, err)
 	require.Equal(t, map[string]Action{
@@ -395,7 +396,7 @@ data: {a: b}
 	}, actions(res))
 	svc := getLive(t, m, refOf(set[0]))
 	ip, _, _ := unstructured.NestedString(svc.Object, "spec", "clusterIP")
-	require.Equal(t, "10.0.0.202", ip)
+	require.Equal(t, ips[1], ip)
 	require.NotEqual(t, uids[refOf(set[0]).String()], svc.GetUID())
 	require.NotEqual(t, uids[refOf(set[1]).String()], getLive(t, m, refOf(set[1])).GetUID())
 	require.Equal(t, uids[refOf(set[2]).String()], getLive(t, m, refOf(set[2])).GetUID())
@@ -527,9 +528,10 @@ func TestImmutableServiceWhenPolicySaysNo(t *testing.T) {
 	doc := func(ip string) []*unstructured.Unstructured {
 		return decode(t, `{apiVersion: v1, kind: Service, metadata: {name: web, namespace: `+ns+`}, spec: {clusterIP: `+ip+`, ports: [{port: 80}]}}`)
 	}
-	_, err := m.Apply(t.Context(), doc("10.0.0.211"), ApplyOptions{Commit: "c1"})
+	ips := freeClusterIPs(t, 2)
+	_, err := m.Apply(t.Context(), doc(ips[0]), ApplyOptions{Commit: "c1"})
 	require.NoError(t, err)
-	_, err = m.Apply(t.Context(), doc("10.0.0.212"), ApplyOptions{Commit: "c2"})
+	_, err = m.Apply(t.Context(), doc(ips[1]), ApplyOptions{Commit: "c2"})
 	var imm *ImmutableError
 	require.ErrorAs(t, err, &imm)
 	require.Equal(t, []string{"spec.clusterIPs[0]"}, imm.Fields)
@@ -603,6 +605,37 @@ func TestCRDChangeAndItsObjects(t *testing.T) {
 // releaseServices deletes the Services of ns when the test ends, so that the
 // fixed ClusterIPs of the test are free for its next run (no controller
 // empties a deleted namespace here).
+// freeClusterIPs returns n ClusterIPs of the target's service range
+// (envtest's 10.0.0.0/24) that no Service holds, from the top of the range
+// down: a test that sets its Service's clusterIP must not take one that a
+// Service of an earlier test got at random (a namespace's deletion deletes
+// nothing without a namespace controller), or the apply fails with
+// "provided IP is already allocated". The package's tests run one at a
+// time, so nothing allocates between the look and the apply.
+func freeClusterIPs(t *testing.T, n int) []string {
+	t.Helper()
+	services := schema.GroupVersionResource{Version: "v1", Resource: "services"}
+	list, err := clusters.Target.Dynamic().Resource(services).List(t.Context(), metav1.ListOptions{})
+	require.NoError(t, err)
+	used := map[string]bool{}
+	for _, s := range list.Items {
+		ips, _, _ := unstructured.NestedStringSlice(s.Object, "spec", "clusterIPs")
+		for _, ip := range ips {
+			used[ip] = true
+		}
+		ip, _, _ := unstructured.NestedString(s.Object, "spec", "clusterIP")
+		used[ip] = true
+	}
+	var free []string
+	for i := 254; i > 1 && len(free) < n; i-- {
+		if ip := fmt.Sprintf("10.0.0.%d", i); !used[ip] {
+			free = append(free, ip)
+		}
+	}
+	require.Len(t, free, n, "the service range 10.0.0.0/24 is full")
+	return free
+}
+
 func releaseServices(t *testing.T, ns string) {
 	t.Cleanup(func() {
 		services := schema.GroupVersionResource{Version: "v1", Resource: "services"}
