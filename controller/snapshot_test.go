@@ -513,6 +513,24 @@ func TestSnapshotEncodeCacheWarm(t *testing.T) {
 	require.Equal(t, cached, lastEncoded.previous(encodeKey(opts.Repo, source)))
 }
 
+// snapshotAndEdit takes a snapshot with opts, then commits a person's edit
+// of the ConfigMap settings of namespace ns (blue made red), and returns
+// the file's path and its content before the edit.
+func snapshotAndEdit(t *testing.T, opts SnapshotOptions, ns string) (string, []byte) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := Snapshot(ctx, opts)
+	require.NoError(t, err)
+	path := gitstore.SnapshotPrefix(opts.Config.Spec.Source.Name) + ns + "/ConfigMap/settings.yaml"
+	original, err := opts.Repo.ReadFile(ctx, DefaultBranch, path)
+	require.NoError(t, err)
+	require.Contains(t, string(original), "color: blue")
+	_, err = opts.Repo.Commit(ctx, []gitstore.Change{{Path: path, Content: []byte(strings.Replace(string(original), "blue", "red", 1))}},
+		gitstore.CommitOptions{Branch: DefaultBranch, Message: "a person's edit"})
+	require.NoError(t, err)
+	return path, original
+}
+
 // TestSnapshotRestoresEditedFile: a person's commit changed the file of an
 // object that did not change in the source; the next snapshot, with the
 // object's blob hash cached (not its YAML), restores the file from the
@@ -522,15 +540,7 @@ func TestSnapshotRestoresEditedFile(t *testing.T) {
 	const source = "encode-edit"
 	_, opts, dir := encodeCacheConfig(t, source, "encode-edit-shop")
 
-	_, err := Snapshot(ctx, opts)
-	require.NoError(t, err)
-	path := gitstore.SnapshotPrefix(source) + "encode-edit-shop/ConfigMap/settings.yaml"
-	original, err := opts.Repo.ReadFile(ctx, DefaultBranch, path)
-	require.NoError(t, err)
-	require.Contains(t, string(original), "color: blue")
-	_, err = opts.Repo.Commit(ctx, []gitstore.Change{{Path: path, Content: []byte(strings.Replace(string(original), "blue", "red", 1))}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "a person's edit"})
-	require.NoError(t, err)
+	path, original := snapshotAndEdit(t, opts, "encode-edit-shop")
 	require.NotEmpty(t, lastEncoded.previous(encodeKey(opts.Repo, source)), "the cache is warm")
 
 	res, err := Snapshot(ctx, opts)
@@ -554,14 +564,7 @@ func TestSnapshotEncodeCacheBlobGone(t *testing.T) {
 	ctx := t.Context()
 	const source = "encode-gone"
 	_, opts, dir := encodeCacheConfig(t, source, "encode-gone-shop")
-	_, err := Snapshot(ctx, opts)
-	require.NoError(t, err)
-	path := gitstore.SnapshotPrefix(source) + "encode-gone-shop/ConfigMap/settings.yaml"
-	original, err := opts.Repo.ReadFile(ctx, DefaultBranch, path)
-	require.NoError(t, err)
-	_, err = opts.Repo.Commit(ctx, []gitstore.Change{{Path: path, Content: []byte(strings.Replace(string(original), "blue", "red", 1))}},
-		gitstore.CommitOptions{Branch: DefaultBranch, Message: "a person's edit"})
-	require.NoError(t, err)
+	path, original := snapshotAndEdit(t, opts, "encode-gone-shop")
 	blob := plumbing.ComputeHash(plumbing.BlobObject, original).String()
 	require.NoError(t, os.Remove(filepath.Join(dir, ".git", "objects", blob[:2], blob[2:])))
 	require.NotEmpty(t, lastEncoded.previous(encodeKey(opts.Repo, source)), "the cache is warm")
