@@ -143,7 +143,7 @@ package controller
 // A controller holds, for good, what it needs to make a commit or an
 // apply cost what changed. With 10,000 objects in the mapped namespaces
 // (controller/run_bench_test.go) the live heap after a collection is
-// about 88 MB: the render cache's rendered objects, as nested maps, which
+// about 90 MB: the render cache's rendered objects, as nested maps, which
 // the apply loop also holds to tell unchanged objects by their pointer
 // (~36 MB: the largest part); the watcher's caches, each object as its
 // cleaned JSON beside its identity (~17 MB); the inventory of the target
@@ -155,7 +155,7 @@ package controller
 // less). The
 // process's RSS is about twice the live heap (GOGC=100) plus the
 // binary's mapped pages (~70 MiB on ext4, which the kernel maps in large
-// folios), about 310–325 MiB at 10,000 objects. A memory limit
+// folios): 310–330 MiB at 10,000 objects. A memory limit
 // (--memory-limit, GOMEMLIMIT) below that makes the garbage collector run
 // near it: the lag of a burst of changes then grows (at a 200 MiB limit,
 // p50 2.3 s instead of 0.4 s), since every commit and apply still
