@@ -381,7 +381,7 @@ func (tb *treeBuilder) rewrite(ctx context.Context, h plumbing.Hash, n *planNode
 	}
 	// Through treeMemo: the directories a commit rewrites are those of the
 	// tip that the last build listed.
-	old, err := tb.r.dirOf(dir, h)
+	old, err := tb.r.dirOf(dir, h, false)
 	if err != nil {
 		return plumbing.ZeroHash, false, err
 	}

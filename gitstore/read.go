@@ -227,7 +227,7 @@ func (r *Repository) readBlob(h plumbing.Hash) ([]byte, error) {
 // the entries are shared, read only). A directory that does not exist, or
 // is a file, has no entries.
 func (r *Repository) subtree(ctx context.Context, root plumbing.Hash, dir string) ([]object.TreeEntry, error) {
-	d, err := r.dirOf("", root)
+	d, err := r.dirOf("", root, false)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +244,7 @@ func (r *Repository) subtree(ctx context.Context, root plumbing.Hash, dir string
 			return nil, nil
 		}
 		path += seg + "/"
-		if d, err = r.dirOf(path, e.Hash); err != nil {
+		if d, err = r.dirOf(path, e.Hash, false); err != nil {
 			return nil, err
 		}
 	}
@@ -285,7 +285,7 @@ func (r *Repository) walkEntry(ctx context.Context, path string, e object.TreeEn
 	if !strings.HasSuffix(path, "/") {
 		path += "/"
 	}
-	d, err := r.dirOf(path, e.Hash)
+	d, err := r.dirOf(path, e.Hash, true)
 	if err != nil {
 		return err
 	}

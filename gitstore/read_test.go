@@ -2,6 +2,7 @@ package gitstore
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -210,5 +211,44 @@ func TestFilesThroughTreeMemo(t *testing.T) {
 		if diff := cmp.Diff(lsFiles(rev, ""), got); diff != "" {
 			t.Errorf("%s: Files (-git +gitstore):\n%s", rev, diff)
 		}
+	}
+}
+
+// TestTreeMemoBounded: commits and path lookups with no walk between them
+// add nothing to the memo of directories; it holds what the last two walks
+// listed.
+func TestTreeMemoBounded(t *testing.T) {
+	r, _ := initRepo(t)
+	ctx := t.Context()
+	commit(t, r, "main", put("a/x.yaml", "1"), put("b/y.yaml", "1"))
+	size := func() int {
+		r.trees.mu.Lock()
+		defer r.trees.mu.Unlock()
+		return len(r.trees.cur) + len(r.trees.prev)
+	}
+	if _, err := r.Files(ctx, "main", ""); err != nil {
+		t.Fatal(err)
+	}
+	listed := size()
+	if listed == 0 {
+		t.Fatal("a walk put nothing in the memo")
+	}
+	for i := range 20 {
+		commit(t, r, "main", put(fmt.Sprintf("d%d/e/f.yaml", i), "1"))
+		if _, err := r.ReadFile(ctx, "main", fmt.Sprintf("d%d/e/f.yaml", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := size(); got > listed {
+		t.Errorf("the memo holds %d directories after commits and lookups, %d after the walk", got, listed)
+	}
+	// Two walks later only the directories of the newest commit are held.
+	for range 2 {
+		if _, err := r.Files(ctx, "main", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := size(), 2+2*20; got != want {
+		t.Errorf("the memo holds %d directories after two walks, want %d (a/, b/ and d<i>/, d<i>/e/)", got, want)
 	}
 }

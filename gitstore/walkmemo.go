@@ -20,7 +20,8 @@ import (
 // It keeps the directories of the last two walks (by generation: a
 // directory a walk uses moves to the current one), so it never holds more
 // than twice the trees of the largest walk, and it is as valid as the
-// object store: a tree hash names its content.
+// object store: a tree hash names its content. Path lookups (subtree) and
+// commits read from it but add nothing (see dirOf).
 type treeMemo struct {
 	mu        sync.Mutex
 	cur, prev map[memoKey]*memoDir
@@ -57,6 +58,7 @@ func (m *treeMemo) get(k memoKey) (*memoDir, bool) {
 			m.cur = map[memoKey]*memoDir{}
 		}
 		m.cur[k] = d
+		delete(m.prev, k)
 	}
 	return d, ok
 }
@@ -71,8 +73,12 @@ func (m *treeMemo) put(k memoKey, d *memoDir) {
 }
 
 // dirOf returns the entries of the directory dir whose tree is h, from the
-// memo or read.
-func (r *Repository) dirOf(dir string, h plumbing.Hash) (*memoDir, error) {
+// memo or read. Only a walk (keep) puts what it read in the memo: the
+// lookups of a path and the commits between two walks take what the last
+// walk listed, and add nothing — commits with no walk between them (an
+// apply loop backing off while the target is down, and continuous mode
+// committing all the while) would otherwise fill it without bound.
+func (r *Repository) dirOf(dir string, h plumbing.Hash, keep bool) (*memoDir, error) {
 	k := memoKey{dir, h}
 	if d, ok := r.trees.get(k); ok {
 		return d, nil
@@ -80,6 +86,9 @@ func (r *Repository) dirOf(dir string, h plumbing.Hash) (*memoDir, error) {
 	entries, err := r.readTree(h)
 	if err != nil {
 		return nil, err
+	}
+	if !keep {
+		return &memoDir{entries: entries}, nil // the callers read entries only
 	}
 	d := &memoDir{paths: make([]string, len(entries)), entries: entries}
 	for i, e := range entries {
