@@ -160,24 +160,13 @@ type diffItem struct {
 
 // readChanged sets the content of changes[i] for each i of unread, a file
 // given by its blob hash (blobs) that differs from the tip, from the
-// repository's objects. They are few (what changed since the caller wrote
-// them), so they are read one by one, under one lock.
+// repository's objects (ReadBlob). They are few: what changed since the
+// caller wrote them.
 func (r *Repository) readChanged(ctx context.Context, changes []Change, unread []int, blobs map[string]plumbing.Hash) error {
-	if len(unread) == 0 {
-		return nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.refresh(); err != nil { // a gc may have packed them meanwhile
-		return err
-	}
 	for _, i := range unread {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		c := &changes[i]
 		h := blobs[c.Path]
-		b, err := r.readBlob(h)
+		b, err := r.ReadBlob(ctx, h)
 		if errors.Is(err, plumbing.ErrObjectNotFound) {
 			return fmt.Errorf("path %q: blob %s: %w", c.Path, h, ErrBlobMissing)
 		}

@@ -461,12 +461,16 @@ func runKustomize(fs filesys.FileSystem, root string) (objs []*unstructured.Unst
 	return objs, nil
 }
 
-// sortKey is what the objects of a build are sorted by.
-type sortKey struct{ group, kind, namespace, name, version string }
+// sortKey is what the objects of a build are sorted by: the object's
+// identity (objectKey, as merge tells objects apart), then its version.
+type sortKey struct {
+	objectKey
+	version string
+}
 
 func sortKeyOf(o *unstructured.Unstructured) sortKey {
 	gvk := o.GroupVersionKind()
-	return sortKey{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName(), gvk.Version}
+	return sortKey{objectKey{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName()}, gvk.Version}
 }
 
 func compareSortKeys(a, b sortKey) int {

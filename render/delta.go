@@ -258,14 +258,11 @@ func (b *builder) runOnly(ctx context.Context, files []string) ([]*unstructured.
 	if err != nil {
 		return nil, err
 	}
-	if err := b.readSpecs([]*fsSpec{s}); err != nil {
+	fs, err := b.load(s)
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	fs, err := b.filesystem(s)
-	if err != nil {
 		return nil, err
 	}
 	b.cache.count(0, 1)
@@ -293,26 +290,24 @@ func splice(prev, before, after []*unstructured.Unstructured) ([]*unstructured.U
 	}
 	after = slices.Clone(after)
 	sortObjects(after)
-	// The same object in another version counts as the same object:
-	// kustomize tells them apart, the partitioned build (merge) does not.
-	sameObject := func(a, b sortKey) bool {
-		return a.group == b.group && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
-	}
+	// The same object in another version counts as the same object
+	// (objectKey): kustomize tells them apart, the partitioned build
+	// (merge) does not.
 	at := make([]int, len(after))
 	for j, o := range after {
 		k := sortKeyOf(o)
 		i, _ := find(k)
-		for n := i - 1; n >= 0 && sameObject(sortKeyOf(prev[n]), k); n-- {
+		for n := i - 1; n >= 0 && keyOf(prev[n]) == k.objectKey; n-- {
 			if !drop[n] {
 				return nil, false
 			}
 		}
-		for n := i; n < len(prev) && sameObject(sortKeyOf(prev[n]), k); n++ {
+		for n := i; n < len(prev) && keyOf(prev[n]) == k.objectKey; n++ {
 			if !drop[n] {
 				return nil, false
 			}
 		}
-		if j > 0 && sameObject(sortKeyOf(after[j-1]), k) {
+		if j > 0 && keyOf(after[j-1]) == k.objectKey {
 			return nil, false
 		}
 		at[j] = i
