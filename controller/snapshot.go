@@ -68,12 +68,12 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	if errors.Is(err, gitstore.ErrBlobMissing) {
 		// The encode cache named the blob of an unchanged object that the
 		// repository no longer has (a gc after a person's commit replaced
-		// the file, a shallow clone), and the file differs from the tip. Its YAML is gone
-		// with the object (encodeSet keeps outlines), so the snapshot is
-		// taken again with the source forgotten, which encodes every
-		// object: once, since a snapshot with nothing cached gives
-		// DiffBlobs no blob to miss. Rare enough that reading the source
-		// twice is cheaper than keeping the files for it.
+		// the file, a shallow clone), and the file differs from the tip.
+		// Its YAML is gone with the object (encodeSet keeps outlines), so
+		// the snapshot is taken again with the cache forgotten, which
+		// encodes every object: once, since a snapshot with nothing cached
+		// gives DiffBlobs no blob to miss. Rare enough that reading the
+		// source twice is cheaper than keeping the files for it.
 		lastEncoded.forget(encodeKey(opts.Repo, opts.Config.Spec.Source.Name))
 		res, err = snapshotOnce(ctx, opts)
 	}
