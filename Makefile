@@ -17,9 +17,9 @@ export KUBEBUILDER_ASSETS := $(KUBE_BIN)
 
 all: build
 
-## build: the dr-syncer binary, into bin/
+## build: the dr-syncer binary, into bin/ (static, without cgo, as deploy/controller/Dockerfile builds it)
 build:
-	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/dr-syncer ./cmd/dr-syncer
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/dr-syncer ./cmd/dr-syncer
 
 ## kube-bin: kube-apiserver, kubectl and etcd built from source into .cache/kube-bin (a no-op when current)
 kube-bin:
