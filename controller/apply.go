@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -136,7 +137,7 @@ type applier struct {
 	cache *render.Cache
 	mgr   *reconciler.Manager
 	// last is the commit last applied completely, and its rendered objects
-	// (as the cache shares them: sealed); none after a failure.
+	// (as the cache shares them: compact and sealed); none after a failure.
 	last     plumbing.Hash
 	lastObjs []*unstructured.Unstructured
 	// opened are the Secrets of lastObjs, opened: a sealed object the
@@ -175,7 +176,10 @@ func (a *applier) apply(ctx context.Context, opts ApplyOptions, commit plumbing.
 		}
 		byRendered[o] = desired[i]
 	}
-	aopts := reconciler.ApplyOptions{Commit: commit.String(), DryRun: opts.DryRun, AllowMassPrune: opts.AllowMassPrune}
+	// The set stays compact: the reconciler expands an object where it
+	// reads it, and drops it after (a whole set in full is ~36 MB at
+	// 10,000 objects).
+	aopts := reconciler.ApplyOptions{Commit: commit.String(), DryRun: opts.DryRun, AllowMassPrune: opts.AllowMassPrune, Expand: render.Expand}
 	if !full && !last.IsZero() && lastObjs != nil {
 		var changed []*unstructured.Unstructured
 		for _, o := range changedObjects(lastObjs, objs) {
@@ -201,24 +205,38 @@ func (a *applier) apply(ctx context.Context, opts ApplyOptions, commit plumbing.
 	return res, false, nil
 }
 
-// open returns o with its sealed values opened (a copy: the cache's
-// object is shared), or o itself when it holds none.
+// open returns o with its sealed values opened (expanded, or a copy: the
+// cache's object is shared), or o itself when it holds none.
 func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, opened map[*unstructured.Unstructured]*unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	// Not GetAnnotations: it copies the map, of every object of the set
-	// at every apply.
-	v, _, _ := unstructured.NestedFieldNoCopy(o.Object, "metadata", "annotations", snapshot.EncryptedAnnotation)
-	if s, _ := v.(string); s == "" {
-		return o, nil
-	}
 	if u, ok := a.opened[o]; ok {
 		opened[o] = u
 		return u, nil
+	}
+	full := o
+	if js, ok := render.CompactJSON(o); ok {
+		// Expanded only when its JSON may hold the annotation.
+		if !strings.Contains(js, snapshot.EncryptedAnnotation) {
+			return o, nil
+		}
+		var err error
+		if full, err = render.Expand(o); err != nil {
+			return nil, err
+		}
+	}
+	// Not GetAnnotations: it copies the map, of every object of the set
+	// at every apply.
+	v, _, _ := unstructured.NestedFieldNoCopy(full.Object, "metadata", "annotations", snapshot.EncryptedAnnotation)
+	if s, _ := v.(string); s == "" {
+		return o, nil
 	}
 	if id == nil {
 		return nil, fmt.Errorf("Secret/%s/%s: sealed, and no age identity to open it (pass --identity or set %s)",
 			o.GetNamespace(), o.GetName(), snapshot.IdentityEnv)
 	}
-	u := o.DeepCopy()
+	u := full
+	if u == o {
+		u = o.DeepCopy()
+	}
 	if err := snapshot.Unseal(u, id); err != nil {
 		return nil, err
 	}
@@ -228,7 +246,8 @@ func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, ope
 
 // changedObjects returns the objects of next that are not in prev, or
 // whose content differs. An object the cache gave for both (the same
-// pointer) is unchanged without a look: only the few objects that are in
+// pointer) is unchanged without a look; two compact objects (the cache's)
+// are compared by their maps, which hold their JSON: only the few objects that are in
 // one set and not the other are keyed (reading an object's kind parses its
 // apiVersion, which for every object of a large set costs more than the
 // rest of a small incremental apply).

@@ -160,6 +160,16 @@ spec:
 	require.False(t, incremental, "the first apply of a term is whole")
 	require.Equal(t, 7, res.Counts()[reconciler.Created])
 	r.requireTarget(c1)
+	// The applier keeps the rendered objects as the cache gives them:
+	// compact; only the opened Secret is held in full.
+	for _, o := range a.lastObjs {
+		require.True(t, render.IsCompact(o), "%s/%s", o.GetKind(), o.GetName())
+	}
+	require.Len(t, a.opened, 1)
+	for _, u := range a.opened {
+		require.False(t, render.IsCompact(u))
+		require.Equal(t, "Secret", u.GetKind())
+	}
 
 	// One changed, one added, one removed, the Secret changed.
 	c2 := r.commit("changes", []*unstructured.Unstructured{configMap("appl", "c1", "two"), configMap("appl", "c9", "new"), secret("bmV3LXB3")},

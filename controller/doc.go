@@ -88,7 +88,10 @@ package controller
 // The apply loop renders through a render.Cache: each kustomize run (one
 // chunk of the overlay) is kept under a key naming exactly the files it
 // reads, so a commit of one object runs kustomize over that object's chunk
-// only, whatever the repository holds. And when the target's inventory
+// only, whatever the repository holds. The rendered objects the cache
+// and the loop keep between commits are compact (render.Cache.Build: their
+// JSON and their identity); the loop expands the objects it applies. And
+// when the target's inventory
 // records the commit the loop applied last, it applies only the objects
 // whose rendered content changed since (reconciler.ApplyDelta: those
 // objects read one by one, dry-run all together before anything is

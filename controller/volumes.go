@@ -88,7 +88,9 @@ func Volumes(ctx context.Context, opts VolumeOptions) ([]pvcsync.Result, error) 
 	}
 	build := render.Build
 	if opts.Render != nil {
-		build = opts.Render.Build // read-only use: Plan only looks up claims
+		// Read-only use: Plan only looks up claims by identity (kind,
+		// namespace, name), which the cache's compact objects hold.
+		build = opts.Render.Build
 	}
 	rendered, err := build(ctx, opts.Repo, commit.String(), cfg)
 	if err != nil {

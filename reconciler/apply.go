@@ -28,6 +28,15 @@ type ApplyOptions struct {
 	// AllowMassPrune lets a prune of more than Options.MassPruneRatio of the
 	// inventory go ahead.
 	AllowMassPrune bool
+	// Expand, when set, gives the full object of an object of the set,
+	// afresh at each call: the objects of the set may then be stand-ins
+	// that hold only their identity (apiVersion, kind, metadata.name and
+	// metadata.namespace), as a render.Cache keeps them. Apply and
+	// ApplyDelta read an object's content through it where they need it
+	// (to compare it with the live object, to encode what they send) and
+	// do not keep what it returns, so that a whole-set apply of a large
+	// set does not hold every object in full at once.
+	Expand func(*unstructured.Unstructured) (*unstructured.Unstructured, error)
 }
 
 // Apply makes the target match objects, the complete desired set of one
@@ -41,7 +50,7 @@ type ApplyOptions struct {
 func (m *Manager) Apply(ctx context.Context, objects []*unstructured.Unstructured, opts ApplyOptions) (*Result, error) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("commit", opts.Commit)
 	ctx = logr.NewContext(ctx, log)
-	p, err := m.plan(ctx, objects)
+	p, err := m.plan(ctx, objects, opts.Expand)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +255,9 @@ func isImmutable(err error) bool {
 func (m *Manager) immutableErr(it *item, fields []string, err error) *ImmutableError {
 	e := &ImmutableError{Object: it.ref, Fields: fields, Err: err}
 	if it.live != nil {
-		e.Changed = changedUnder(it.obj.Object, it.live.Object, fields)
+		if obj, cerr := it.content(); cerr == nil {
+			e.Changed = changedUnder(obj.Object, it.live.Object, fields)
+		}
 	}
 	return e
 }
@@ -269,7 +280,11 @@ func fieldValidation(dryRun, validated bool) string {
 func (m *Manager) ssa(ctx context.Context, it *item, dryRun, decode bool) (*unstructured.Unstructured, error) {
 	if it.body == nil {
 		// Encoded once for the dry run and the apply.
-		body, err := json.Marshal(it.obj.Object)
+		obj, err := it.content()
+		if err != nil {
+			return nil, err
+		}
+		body, err := json.Marshal(obj.Object)
 		if err != nil {
 			return nil, err
 		}

@@ -83,7 +83,7 @@ func (m *Manager) ApplyDelta(ctx context.Context, objects []*unstructured.Unstru
 	for _, k := range keys {
 		set[k] = true
 	}
-	p, err := m.plan(ctx, todo)
+	p, err := m.plan(ctx, todo, opts.Expand)
 	if err != nil {
 		return nil, err
 	}

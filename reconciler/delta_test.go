@@ -2,11 +2,13 @@ package reconciler
 
 import (
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -177,4 +179,70 @@ func TestWithoutPruned(t *testing.T) {
 	pruned := pruneResults{{entry: a, action: Deleted}, {entry: b, err: errors.New("boom")}}
 	got := withoutPruned([]InventoryEntry{a, b, c}, pruned)
 	require.Equal(t, []InventoryEntry{b, c}, got)
+}
+
+// With ApplyOptions.Expand, the set may hold stand-ins carrying only their
+// identity: ApplyDelta applies what Expand gives for the changed objects
+// and for those the inventory does not hold, and reads the others by
+// identity only (a stand-in that were applied would fail validation);
+// Apply of the whole set compares and applies what Expand gives for each.
+func TestApplyExpand(t *testing.T) {
+	ns := clusters.Target.Namespace(t)
+	m := newManager(t, Options{MassPruneRatio: 0.9})
+	full := decode(t, `
+{apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: `+ns+`}, data: {x: "1"}}
+---
+{apiVersion: v1, kind: ConfigMap, metadata: {name: b, namespace: `+ns+`}, data: {x: "1"}}
+---
+{apiVersion: v1, kind: ConfigMap, metadata: {name: c, namespace: `+ns+`}, data: {x: "1"}}
+`)
+	_, err := m.Apply(t.Context(), full[:2], ApplyOptions{Commit: "c1"})
+	require.NoError(t, err)
+	require.NoError(t, unstructured.SetNestedField(full[1].Object, "2", "data", "x"))
+	// Stand-ins: the identity and a field no ConfigMap has.
+	byStandIn := map[*unstructured.Unstructured]*unstructured.Unstructured{}
+	var set []*unstructured.Unstructured
+	for _, o := range full {
+		s := &unstructured.Unstructured{Object: map[string]any{"stand-in": true}}
+		s.SetAPIVersion(o.GetAPIVersion())
+		s.SetKind(o.GetKind())
+		s.SetNamespace(o.GetNamespace())
+		s.SetName(o.GetName())
+		byStandIn[s] = o
+		set = append(set, s)
+	}
+	var mu sync.Mutex
+	expanded := map[string]bool{}
+	expand := func(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+		mu.Lock() // the reconciler's workers call it at once
+		defer mu.Unlock()
+		expanded[o.GetName()] = true
+		return byStandIn[o].DeepCopy(), nil
+	}
+	res, err := m.ApplyDelta(t.Context(), set, Delta{Since: "c1", Changed: set[1:2]}, ApplyOptions{Commit: "c2", Expand: expand})
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"b": true, "c": true}, expanded, "the changed object and the one the inventory lacks")
+	require.Equal(t, map[string]Action{refOf(full[1]).String(): Configured, refOf(full[2]).String(): Created}, actions(res))
+	x, _, _ := unstructured.NestedString(getLive(t, m, refOf(full[1])).Object, "data", "x")
+	require.Equal(t, "2", x)
+	_, entries := inventoryCommits(t, m)
+	require.Equal(t, map[string]string{refOf(full[0]).String(): "c1", refOf(full[1]).String(): "c2", refOf(full[2]).String(): "c2"}, entries)
+
+	// The whole set: a drift of a is seen through Expand and corrected,
+	// b and c are unchanged; what Expand gives is not kept.
+	live := getLive(t, m, refOf(full[0]))
+	require.NoError(t, unstructured.SetNestedField(live.Object, "drift", "data", "x"))
+	live.SetManagedFields(nil)
+	_, err = m.dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace(ns).Update(t.Context(), live, metav1.UpdateOptions{FieldManager: "someone"})
+	require.NoError(t, err)
+	clear(expanded)
+	res, err = m.Apply(t.Context(), set, ApplyOptions{Commit: "c3", Expand: expand})
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"a": true, "b": true, "c": true}, expanded)
+	require.Equal(t, map[string]Action{refOf(full[0]).String(): Configured, refOf(full[1]).String(): Unchanged, refOf(full[2]).String(): Unchanged}, actions(res))
+	x, _, _ = unstructured.NestedString(getLive(t, m, refOf(full[0])).Object, "data", "x")
+	require.Equal(t, "1", x)
+	for _, s := range set {
+		require.Equal(t, true, s.Object["stand-in"], "the set's objects are left as they were")
+	}
 }

@@ -33,7 +33,7 @@ type ObjectDiff struct {
 // object to prune as it is. When the target refuses objects, Diff returns
 // the diffs of the others with an *InvalidError.
 func (m *Manager) Diff(ctx context.Context, objects []*unstructured.Unstructured) ([]ObjectDiff, error) {
-	p, err := m.plan(ctx, objects)
+	p, err := m.plan(ctx, objects, nil)
 	if err != nil {
 		return nil, err
 	}

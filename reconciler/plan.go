@@ -19,7 +19,10 @@ import (
 
 // item is one object of the desired set on its way to the target.
 type item struct {
-	obj        *unstructured.Unstructured // the desired object (a copy when it had to be changed)
+	obj *unstructured.Unstructured // the desired object (a copy when it had to be changed)
+	// expand, when set, gives the full object of obj, a stand-in holding
+	// its identity only (ApplyOptions.Expand): read it through content.
+	expand     func(*unstructured.Unstructured) (*unstructured.Unstructured, error)
 	ref        ObjectRef
 	gvr        schema.GroupVersionResource
 	namespaced bool
@@ -55,6 +58,19 @@ const (
 	stateRecreate                   // a field that cannot change does; the policy allows recreating
 )
 
+// content returns the desired object in full: obj, or what expand gives
+// for a stand-in (a fresh object, which the caller drops when done).
+func (it *item) content() (*unstructured.Unstructured, error) {
+	if it.expand == nil {
+		return it.obj, nil
+	}
+	o, err := it.expand(it.obj)
+	if err != nil {
+		return nil, objectErr(it.ref, "read the desired object", err)
+	}
+	return o, nil
+}
+
 // plan is a desired set, mapped to resources and put in stage order.
 type plan struct {
 	items   []*item
@@ -72,8 +88,11 @@ type crdKind struct {
 // plan maps each object to its resource, finds what is deferred and puts
 // the set in stage order. Objects that cannot be applied at all (no name, a
 // kind the target does not serve, a namespace that does not exist, twice in
-// the set) go to plan.invalid.
-func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured) (*plan, error) {
+// the set) go to plan.invalid. With expand, objects may be stand-ins
+// (ApplyOptions.Expand): the items keep them, but for the few objects plan
+// reads or changes (CustomResourceDefinitions, a cluster-scoped object
+// given a namespace), which it keeps in full.
+func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured, expand func(*unstructured.Unstructured) (*unstructured.Unstructured, error)) (*plan, error) {
 	p := &plan{byKey: make(map[objKey]*item, len(objects))}
 	crdKinds := map[schema.GroupKind]crdKind{}
 	setNamespaces := map[string]bool{}
@@ -84,6 +103,13 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 		gk := o.GroupVersionKind().GroupKind()
 		switch gk {
 		case crdGK:
+			if expand != nil {
+				full, err := expand(o)
+				if err != nil {
+					return nil, objectErr(refOf(o), "read the desired object", err)
+				}
+				o = full
+			}
 			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
 			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
 			plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
@@ -161,7 +187,15 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 			p.invalid = append(p.invalid, objectErr(ref, "plan", mp.err))
 			continue
 		}
-		obj := o
+		obj, objExpand := o, expand
+		if expand != nil && (ref.GroupKind() == crdGK || !mp.namespaced && ref.Namespace != "") {
+			// Read (a CRD's kind) or changed below: kept in full.
+			full, err := expand(o)
+			if err != nil {
+				return nil, objectErr(ref, "read the desired object", err)
+			}
+			obj, objExpand = full, nil
+		}
 		switch {
 		case mp.namespaced && ref.Namespace == "":
 			p.invalid = append(p.invalid, objectErr(ref, "plan", errors.New("metadata.namespace is required for a namespaced kind")))
@@ -169,7 +203,9 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 		case !mp.namespaced && ref.Namespace != "":
 			// As kubectl does: a namespace means nothing to a
 			// cluster-scoped object, and the apiserver would refuse it.
-			obj = o.DeepCopy()
+			if obj == o {
+				obj = o.DeepCopy()
+			}
 			obj.SetNamespace("")
 			ref.Namespace = ""
 		}
@@ -178,7 +214,7 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 			p.invalid = append(p.invalid, objectErr(ref, "plan", errors.New("appears more than once in the set")))
 			continue
 		}
-		it := &item{obj: obj, ref: ref, gvr: mp.gvr, namespaced: mp.namespaced, deferred: mp.deferred}
+		it := &item{obj: obj, expand: objExpand, ref: ref, gvr: mp.gvr, namespaced: mp.namespaced, deferred: mp.deferred}
 		it.stage = stageOf(ref.GroupKind(), mp.namespaced)
 		p.byKey[k] = it
 		p.items = append(p.items, it)
@@ -376,8 +412,12 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 		}
 		keys = append(keys, lk)
 	}
-	found := func(it *item, live *unstructured.Unstructured) {
-		if holds(it.obj.Object, live.Object, m.opts.FieldManager) {
+	found := func(it *item, live *unstructured.Unstructured) error {
+		obj, err := it.content()
+		if err != nil {
+			return err
+		}
+		if holds(obj.Object, live.Object, m.opts.FieldManager) {
 			it.state = stateUnchanged
 		} else {
 			it.state = stateCheck
@@ -385,6 +425,7 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 		if it.state == stateCheck || it.stage == stageCRDs {
 			it.live = live
 		}
+		return nil
 	}
 	errs := make([]error, len(keys)+len(singles))
 	parallel(ctx, m.opts.Workers, len(keys)+len(singles), func(ctx context.Context, i int) {
@@ -396,7 +437,7 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 			case err != nil:
 				errs[i] = objectErr(it.ref, "read the live object", err)
 			default:
-				found(it, live)
+				errs[i] = found(it, live)
 			}
 			return
 		}
@@ -416,7 +457,9 @@ func (m *Manager) classify(ctx context.Context, items []*item) error {
 					continue
 				}
 				kept := *live // the object, not the page, stays referenced
-				found(it, &kept)
+				if errs[i] = found(it, &kept); errs[i] != nil {
+					return
+				}
 			}
 			if opts.Continue = list.GetContinue(); opts.Continue == "" {
 				return

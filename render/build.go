@@ -379,6 +379,9 @@ func (b *builder) runs(ctx context.Context, specs []*fsSpec) ([][]*unstructured.
 				if results[j.i], err = runKustomize(j.fs, b.plan.root); err != nil {
 					errs[j.i] = err
 					failed.Store(true)
+				} else if b.cache != nil {
+					// Kept by the cache: compact (compact.go).
+					compactAll(results[j.i])
 				}
 			}
 		})

@@ -197,10 +197,13 @@ func (c *Cache) setPatch(e *cachedBlob, f *patchFacts) {
 	c.mu.Unlock()
 }
 
-// Build is [Build] through the cache. The objects it returns are shared
-// with the cache and with other builds: a caller must not modify them
-// (DeepCopy what it changes). The same object (pointer) coming back from
-// two builds has the same content.
+// Build is [Build] through the cache. The objects it returns are compact
+// (IsCompact): their maps hold their identity only — apiVersion, kind,
+// metadata.name and metadata.namespace — and [Expand] gives the object
+// [Build] gives. They are shared with the cache and with other builds: a
+// caller must not modify them. The same object (pointer) coming back from
+// two builds has the same content; two compact objects of the same
+// content have equal maps.
 func (c *Cache) Build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig) ([]*unstructured.Unstructured, error) {
 	c.mu.Lock()
 	c.gen++

@@ -266,7 +266,13 @@ func (b *builder) runOnly(ctx context.Context, files []string) ([]*unstructured.
 		return nil, err
 	}
 	b.cache.count(0, 1)
-	return runKustomize(fs, b.plan.root)
+	objs, err := runKustomize(fs, b.plan.root)
+	if err != nil {
+		return nil, err
+	}
+	// Compared with the build before's objects, or kept: compact, as the
+	// cache's (compact.go).
+	return compactAll(objs), nil
 }
 
 // splice returns prev (sorted) without the objects of before and with
@@ -283,6 +289,7 @@ func splice(prev, before, after []*unstructured.Unstructured) ([]*unstructured.U
 	drop := map[int]bool{}
 	for _, o := range before {
 		i, found := find(sortKeyOf(o))
+		// Both compact: their JSON compared (compact.go).
 		if !found || drop[i] || !equality.Semantic.DeepEqual(prev[i].Object, o.Object) {
 			return nil, false
 		}

@@ -219,7 +219,12 @@
 // objects did not change is not listed and cut again, so a small commit
 // costs its chunks, not a pass over every patch for every chunk. It keeps
 // no snapshot object's content between builds: a build reads only the
-// objects of the runs it misses.
+// objects of the runs it misses. The rendered objects it keeps are
+// compact (compact.go): each an Unstructured holding its identity
+// (apiVersion, kind, name, namespace) and its whole content as JSON, about
+// a third of the maps' size; [Cache.Build] returns them so, and [Expand]
+// gives the full object. An object a commit leaves as it was keeps its
+// pointer from build to build.
 //
 // A commit that changes objects in several chunks (a burst of continuous
 // mode: a few dozen objects over every namespace) is a delta build

@@ -520,6 +520,7 @@ func merge(results [][]*unstructured.Unstructured) ([]*unstructured.Unstructured
 				order = append(order, k)
 				continue
 			}
+			// Through a cache, both compact: their JSON compared.
 			if !equality.Semantic.DeepEqual(s.obj.Object, o.Object) {
 				return nil, fmt.Errorf("%v: differs between chunks", k)
 			}

@@ -14,7 +14,15 @@ import (
 func Stream(objs []*unstructured.Unstructured) ([]byte, error) {
 	var b bytes.Buffer
 	for _, o := range objs {
-		data, err := yaml.Marshal(o.Object)
+		var data []byte
+		var err error
+		if js, ok := CompactJSON(o); ok {
+			// What yaml.Marshal of the expanded object does: JSON, then
+			// YAML (the JSON of a map is canonical).
+			data, err = yaml.JSONToYAML([]byte(js))
+		} else {
+			data, err = yaml.Marshal(o.Object)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %s/%s: %w", o.GroupVersionKind(), o.GetNamespace(), o.GetName(), err)
 		}
