@@ -58,7 +58,7 @@ func (m *Manager) Apply(ctx context.Context, objects []*unstructured.Unstructure
 	if err != nil {
 		return nil, err
 	}
-	return m.apply(ctx, p, prev, pruneCandidates(prev.Entries, p.keys()), opts, false)
+	return m.apply(ctx, p, prev, pruneCandidates(prev.entries(), p.keys()), opts, false)
 }
 
 // apply compares, validates and applies the plan, prunes the candidates
@@ -68,9 +68,9 @@ func (m *Manager) Apply(ctx context.Context, objects []*unstructured.Unstructure
 func (m *Manager) apply(ctx context.Context, p *plan, prev *storedInventory, candidates []InventoryEntry, opts ApplyOptions, incremental bool) (*Result, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	start := time.Now()
-	if !opts.AllowMassPrune && massPrune(len(candidates), len(prev.Entries), m.opts.MassPruneRatio) {
+	if !opts.AllowMassPrune && massPrune(len(candidates), prev.count(), m.opts.MassPruneRatio) {
 		return nil, fmt.Errorf("%w: %d of the %d objects of the inventory would be pruned, more than %.0f%%; allow it explicitly to go ahead",
-			ErrMassPrune, len(candidates), len(prev.Entries), 100*m.opts.MassPruneRatio)
+			ErrMassPrune, len(candidates), prev.count(), 100*m.opts.MassPruneRatio)
 	}
 	if err := m.classify(ctx, p.ready()); err != nil {
 		return nil, err
@@ -104,9 +104,8 @@ func (m *Manager) apply(ctx context.Context, p *plan, prev *storedInventory, can
 		if p.wrote() {
 			// Keep track of what this run created, so that a later apply
 			// can prune it; the last applied commit does not move.
-			inv := prev.Inventory
-			inv.Entries = overlayInventory(prev.Entries, p.doneChanges(), opts.Commit)
-			if werr := m.writeInventory(ctx, prev, &inv); werr != nil {
+			head := Inventory{Commit: prev.Commit, AppliedAt: prev.AppliedAt}
+			if werr := m.writeOverlay(ctx, prev, head, nil, p.doneChanges(), opts.Commit); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
@@ -116,11 +115,12 @@ func (m *Manager) apply(ctx context.Context, p *plan, prev *storedInventory, can
 	res.Changes = append(p.changes(), pruned.changes()...)
 	inv := &Inventory{Commit: opts.Commit, AppliedAt: time.Now()}
 	if incremental {
-		inv.Entries = overlayInventory(withoutPruned(prev.Entries, pruned), p.doneChanges(), opts.Commit)
+		err = m.writeOverlay(ctx, prev, *inv, pruned, p.doneChanges(), opts.Commit)
 	} else {
-		inv.Entries = nextInventory(prev.Entries, p.doneChanges(), pruned.failed(), opts.Commit, true)
+		inv.Entries = nextInventory(prev.entries(), p.doneChanges(), pruned.failed(), opts.Commit, true)
+		err = m.writeInventory(ctx, prev, inv)
 	}
-	if err := m.writeInventory(ctx, prev, inv); err != nil {
+	if err != nil {
 		return res, errors.Join(pruned.err(), err)
 	}
 	return res, pruned.err()

@@ -80,9 +80,10 @@ func cpuTime(b *testing.B) time.Duration {
 
 // BenchmarkInventoryUpdate measures the inventory work of an ApplyDelta
 // without the requests: the entries of n changed objects of 10,000 get a
-// new commit and the inventory is encoded for the write, reusing the
-// unchanged buckets of the previous state (reuse=true), or decoded and
-// encoded whole (reuse=false, as before the cache).
+// new commit and the inventory is encoded for the write, updating the
+// buckets of the changed objects of the previous state (reuse=true,
+// updateState), or decoded and encoded whole (reuse=false, as before the
+// cache).
 func BenchmarkInventoryUpdate(b *testing.B) {
 	entries := bigInventory(10_000, false)
 	for _, n := range []int{1, 30} {
@@ -116,7 +117,13 @@ func BenchmarkInventoryUpdate(b *testing.B) {
 						applied[i] = Change{Object: entries[(seq*n+i)%len(entries)].Object, Action: Configured}
 					}
 					commit := fmt.Sprint(seq)
-					next := &Inventory{Commit: commit, Entries: overlayInventory(prev.Entries, applied, commit)}
+					if reuse {
+						if state, _, err = updateState(state, Inventory{Commit: commit}, nil, applied, commit); err != nil {
+							b.Fatal(err)
+						}
+						continue
+					}
+					next := &Inventory{Commit: commit, Entries: overlayInventory(prev.entries(), applied, commit)}
 					if state, _, err = m.encodeInventory(prev, next); err != nil {
 						b.Fatal(err)
 					}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -54,7 +55,7 @@ func (m *Manager) ApplyDelta(ctx context.Context, objects []*unstructured.Unstru
 	if d.Since == "" || prev.Commit != d.Since {
 		return nil, fmt.Errorf("%w: it holds %q, the changes start from %q", ErrNotIncremental, prev.Commit, d.Since)
 	}
-	keys, err := m.setKeys(objects)
+	scan, err := m.scanSet(prev, objects, d.Changed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotIncremental, err)
 	}
@@ -64,73 +65,164 @@ func (m *Manager) ApplyDelta(ctx context.Context, objects []*unstructured.Unstru
 		if o == nil {
 			continue
 		}
-		k := keys[o]
+		k := scan.changedKeys[o]
 		if !changed[k] {
 			changed[k] = true
 			todo = append(todo, o)
 		}
 	}
-	for _, o := range objects {
+	for i, o := range scan.new {
 		// An object the inventory does not hold (an apply that stopped
 		// half-way, an inventory edited by hand) is applied too.
-		if o == nil || changed[keys[o]] || prev.holds(keys[o]) {
-			continue
+		if k := scan.newKeys[i]; !changed[k] {
+			changed[k] = true
+			todo = append(todo, o)
 		}
-		changed[keys[o]] = true
-		todo = append(todo, o)
-	}
-	set := make(map[objKey]bool, len(keys))
-	for _, k := range keys {
-		set[k] = true
 	}
 	p, err := m.plan(ctx, todo, opts.Expand)
 	if err != nil {
 		return nil, err
 	}
 	log.V(1).Info("incremental apply", "objects", len(objects), "changed", len(todo))
-	return m.apply(ctx, p, prev, pruneCandidates(prev.Entries, set), opts, true)
+	return m.apply(ctx, p, prev, scan.pruneCandidates(prev), opts, true)
 }
 
-// setKeys returns the identity of each object of the set as the inventory
-// records it: cluster-scoped objects without a namespace.
-func (m *Manager) setKeys(objects []*unstructured.Unstructured) (map[*unstructured.Unstructured]objKey, error) {
-	scope := map[schema.GroupVersionKind]bool{} // namespaced
-	keys := make(map[*unstructured.Unstructured]objKey, len(objects))
-	for _, o := range objects {
-		if o == nil {
-			continue
+// setScan is what ApplyDelta learns of the set from one pass over it.
+type setScan struct {
+	// changedKeys are the keys of the changed objects, by pointer; the
+	// zero key for those that are not objects of the set.
+	changedKeys map[*unstructured.Unstructured]objKey
+	// new are the objects of the set the inventory does not hold, in the
+	// order of the set, and newKeys their keys.
+	new     []*unstructured.Unstructured
+	newKeys []objKey
+	// held marks the entries of the inventory that objects of the set
+	// hold, numbered as inventoryState.positions numbers them, and
+	// heldCount counts them.
+	held      []uint64
+	heldCount int
+}
+
+// scanSet finds the keys of the changed objects, the objects of the set the
+// inventory does not hold, and the entries it holds. Its allocations follow
+// the changed and new objects (and one bit per entry), not the set: it
+// looks the keys up in the inventory's key set and builds no map of them.
+func (m *Manager) scanSet(prev *storedInventory, objects, changed []*unstructured.Unstructured) (*setScan, error) {
+	sc := &setScan{changedKeys: make(map[*unstructured.Unstructured]objKey, len(changed))}
+	for _, o := range changed {
+		if o != nil {
+			sc.changedKeys[o] = objKey{}
 		}
-		ref := refOf(o)
-		if ref.Namespace != "" {
-			gvk := o.GroupVersionKind()
-			namespaced, ok := scope[gvk]
-			if !ok {
-				rm, err := m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				if meta.IsNoMatchError(err) {
-					// The Manager may be long-lived: a kind served since
-					// the last discovery is found after a reset.
-					m.mapper.Reset()
-					rm, err = m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				}
-				switch {
-				case meta.IsNoMatchError(err):
-					// A kind that a CRD of the set defines: as the object
-					// says until it is served.
-					namespaced = true
-				case err != nil:
-					return nil, fmt.Errorf("%s: discovery: %w", gvk, err)
-				default:
-					namespaced = rm.Scope.Name() == meta.RESTScopeNameNamespace
-				}
-				scope[gvk] = namespaced
-			}
-			if !namespaced {
-				ref.Namespace = ""
-			}
-		}
-		keys[o] = ref.key()
 	}
-	return keys, nil
+	scope := map[schema.GroupVersionKind]bool{} // namespaced
+	visit := func(lookup func(objKey) (int, bool)) error {
+		for _, o := range objects {
+			if o == nil {
+				continue
+			}
+			k, err := m.keyOf(o, scope)
+			if err != nil {
+				return err
+			}
+			if _, ok := sc.changedKeys[o]; ok {
+				sc.changedKeys[o] = k
+			}
+			i, ok := lookup(k)
+			if !ok {
+				sc.new = append(sc.new, o)
+				sc.newKeys = append(sc.newKeys, k)
+				continue
+			}
+			if w, bit := i/64, uint64(1)<<(i%64); sc.held[w]&bit == 0 {
+				sc.held[w] |= bit
+				sc.heldCount++
+			}
+		}
+		return nil
+	}
+	var err error
+	if s := prev.state; s != nil {
+		s.withKeys(func(keys map[objKey]entryPos) {
+			start, total := s.positions()
+			sc.held = make([]uint64, (total+63)/64)
+			err = visit(func(k objKey) (int, bool) {
+				p, ok := keys[k]
+				return start[p.bucket] + int(p.index), ok
+			})
+		})
+		return sc, err
+	}
+	// No state (the inventory is empty, or a test made it): the entries.
+	index := make(map[objKey]int, len(prev.Entries))
+	for i, e := range prev.Entries {
+		index[e.Object.key()] = i
+	}
+	sc.held = make([]uint64, (len(prev.Entries)+63)/64)
+	err = visit(func(k objKey) (int, bool) {
+		i, ok := index[k]
+		return i, ok
+	})
+	return sc, err
+}
+
+// pruneCandidates is pruneCandidates of prev's entries and the set: the
+// entries no object of the set holds, in prune order. It looks at the
+// entries only when there are some.
+func (sc *setScan) pruneCandidates(prev *storedInventory) []InventoryEntry {
+	if sc.heldCount == prev.count() {
+		return nil
+	}
+	var out []InventoryEntry
+	add := func(i int, e InventoryEntry) {
+		if sc.held[i/64]&(uint64(1)<<(i%64)) == 0 {
+			out = append(out, e)
+		}
+	}
+	if prev.state != nil {
+		prev.state.each(add)
+	} else {
+		for i, e := range prev.Entries {
+			add(i, e)
+		}
+	}
+	sortEntries(out)
+	slices.Reverse(out)
+	return out
+}
+
+// keyOf returns the identity of an object of the set as the inventory
+// records it: cluster-scoped objects without a namespace. scope caches
+// whether each kind is namespaced.
+func (m *Manager) keyOf(o *unstructured.Unstructured, scope map[schema.GroupVersionKind]bool) (objKey, error) {
+	ref := refOf(o)
+	if ref.Namespace != "" {
+		gvk := o.GroupVersionKind()
+		namespaced, ok := scope[gvk]
+		if !ok {
+			rm, err := m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if meta.IsNoMatchError(err) {
+				// The Manager may be long-lived: a kind served since
+				// the last discovery is found after a reset.
+				m.mapper.Reset()
+				rm, err = m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			}
+			switch {
+			case meta.IsNoMatchError(err):
+				// A kind that a CRD of the set defines: as the object
+				// says until it is served.
+				namespaced = true
+			case err != nil:
+				return objKey{}, fmt.Errorf("%s: discovery: %w", gvk, err)
+			default:
+				namespaced = rm.Scope.Name() == meta.RESTScopeNameNamespace
+			}
+			scope[gvk] = namespaced
+		}
+		if !namespaced {
+			ref.Namespace = ""
+		}
+	}
+	return ref.key(), nil
 }
 
 // withoutPruned returns the entries but those the prune deleted or

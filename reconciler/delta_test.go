@@ -2,9 +2,13 @@ package reconciler
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -244,5 +248,103 @@ func TestApplyExpand(t *testing.T) {
 	require.Equal(t, "1", x)
 	for _, s := range set {
 		require.Equal(t, true, s.Object["stand-in"], "the set's objects are left as they were")
+	}
+}
+
+// After each incremental apply — changes, additions, removals, a call
+// refused before any write, duplicates in the set — the Manager's cached
+// state (buckets, their encoding, the count, the entries, the key set) is
+// what a fresh read of the target decodes, and the scan of the set finds
+// the prune candidates that pruneCandidates finds with a map of the set.
+func TestApplyDeltaStateMatchesRead(t *testing.T) {
+	ns := clusters.Target.Namespace(t)
+	m := newManager(t, Options{MassPruneRatio: 0.9})
+	cm := func(name, x string) *unstructured.Unstructured {
+		return decode(t, `{apiVersion: v1, kind: ConfigMap, metadata: {name: `+name+`, namespace: `+ns+`}, data: {x: "`+x+`"}}`)[0]
+	}
+	var set []*unstructured.Unstructured
+	for i := range 150 {
+		set = append(set, cm(fmt.Sprintf("cm-%03d", i), "1"))
+	}
+	_, err := m.Apply(t.Context(), set, ApplyOptions{Commit: "c0"})
+	require.NoError(t, err)
+	check := func(step string, objects []*unstructured.Unstructured) {
+		t.Helper()
+		cached := m.invCache.get()
+		require.NotNil(t, cached, step)
+		read, err := m.readWholeInventory(t.Context())
+		require.NoError(t, err, step)
+		require.Equal(t, read.inv.Commit, cached.inv.Commit, step)
+		require.Equal(t, read.rv, cached.rv, step)
+		require.Equal(t, read.n, cached.n, step)
+		require.Equal(t, read.entries(), cached.entries(), step)
+		if diff := cmp.Diff(read.buckets, cached.buckets, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("%s: buckets (-read +cached):\n%s", step, diff)
+		}
+		for b := range inventoryBuckets {
+			require.Equal(t, len(read.blobs[b]) == 0, len(cached.blobs[b]) == 0, "%s: bucket %d", step, b)
+			if len(read.blobs[b]) > 0 {
+				require.Equal(t, read.blobs[b], cached.blobs[b], "%s: bucket %d", step, b)
+			}
+		}
+		read.withKeys(func(want map[objKey]entryPos) {
+			cached.withKeys(func(got map[objKey]entryPos) { require.Equal(t, want, got, step) })
+		})
+		scan, err := m.scanSet(cached.stored(), objects, nil)
+		require.NoError(t, err, step)
+		keys := map[objKey]bool{}
+		for _, o := range objects {
+			keys[refOf(o).key()] = true
+		}
+		require.Equal(t, pruneCandidates(cached.entries(), keys), scan.pruneCandidates(cached.stored()), step)
+	}
+	check("after Apply", set)
+
+	since := "c0"
+	for i, step := range []struct {
+		name    string
+		set     func() []*unstructured.Unstructured
+		changed func(set []*unstructured.Unstructured) []*unstructured.Unstructured
+		fails   bool
+	}{
+		{name: "change one", set: func() []*unstructured.Unstructured {
+			set[7] = cm("cm-007", "2")
+			return set
+		}, changed: func(s []*unstructured.Unstructured) []*unstructured.Unstructured { return s[7:8] }},
+		{name: "change thirty", set: func() []*unstructured.Unstructured {
+			for j := 20; j < 50; j++ {
+				set[j] = cm(fmt.Sprintf("cm-%03d", j), "3")
+			}
+			return set
+		}, changed: func(s []*unstructured.Unstructured) []*unstructured.Unstructured { return s[20:50] }},
+		{name: "add and remove", set: func() []*unstructured.Unstructured {
+			set = append(slices.Delete(set, 100, 110), cm("added-1", "1"), cm("added-2", "1"))
+			return set
+		}, changed: func(s []*unstructured.Unstructured) []*unstructured.Unstructured { return s[len(s)-2:] }},
+		{name: "refused", set: func() []*unstructured.Unstructured {
+			bad := cm("cm-001", "4")
+			bad.Object["bogus"] = true
+			return append(slices.Clone(set[:len(set)-1]), bad)
+		}, changed: func(s []*unstructured.Unstructured) []*unstructured.Unstructured { return s[len(s)-1:] }, fails: true},
+		{name: "duplicates, nothing changed", set: func() []*unstructured.Unstructured {
+			return append(slices.Clone(set), set[3], set[5])
+		}, changed: func([]*unstructured.Unstructured) []*unstructured.Unstructured { return nil }},
+		{name: "remove only", set: func() []*unstructured.Unstructured {
+			set = set[5:]
+			return set
+		}, changed: func([]*unstructured.Unstructured) []*unstructured.Unstructured { return nil }},
+	} {
+		objects := step.set()
+		commit := fmt.Sprintf("c%d", i+1)
+		_, err := m.ApplyDelta(t.Context(), objects, Delta{Since: since, Changed: step.changed(objects)}, ApplyOptions{Commit: commit})
+		if step.fails {
+			var invalid *InvalidError
+			require.True(t, errors.As(err, &invalid), "%s: %v", step.name, err)
+			check(step.name, set)
+			continue
+		}
+		require.NoError(t, err, step.name)
+		since = commit
+		check(step.name, objects)
 	}
 }

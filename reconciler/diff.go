@@ -82,7 +82,7 @@ func (m *Manager) Diff(ctx context.Context, objects []*unstructured.Unstructured
 		diffs = append(diffs, ObjectDiff{Object: it.ref, Action: it.action, Diff: d})
 	}
 
-	pruned := m.prune(ctx, pruneCandidates(prev.Entries, p.keys()), true)
+	pruned := m.prune(ctx, pruneCandidates(prev.entries(), p.keys()), true)
 	for _, r := range pruned {
 		if r.action == "" {
 			continue

@@ -144,10 +144,13 @@ func decodeBlob(data []byte) ([]InventoryEntry, error) {
 }
 
 func sortEntries(entries []InventoryEntry) {
-	slices.SortFunc(entries, func(a, b InventoryEntry) int {
-		return compareRefs(a.Object, stageOf(a.Object.GroupKind(), a.Object.Namespace != ""),
-			b.Object, stageOf(b.Object.GroupKind(), b.Object.Namespace != ""))
-	})
+	slices.SortFunc(entries, compareEntries)
+}
+
+// compareEntries orders entries as they are applied.
+func compareEntries(a, b InventoryEntry) int {
+	return compareRefs(a.Object, stageOf(a.Object.GroupKind(), a.Object.Namespace != ""),
+		b.Object, stageOf(b.Object.GroupKind(), b.Object.Namespace != ""))
 }
 
 func (m *Manager) ensureInventoryNamespace(ctx context.Context) error {
@@ -238,12 +241,8 @@ func overlayInventory(prev []InventoryEntry, applied []Change, commit string) []
 		added = append(added, InventoryEntry{Object: c.Object, Commit: commit})
 	}
 	sortEntries(added)
-	cmpEntries := func(a, b InventoryEntry) int {
-		return compareRefs(a.Object, stageOf(a.Object.GroupKind(), a.Object.Namespace != ""),
-			b.Object, stageOf(b.Object.GroupKind(), b.Object.Namespace != ""))
-	}
 	for _, e := range added {
-		i, _ := slices.BinarySearchFunc(out, e, cmpEntries)
+		i, _ := slices.BinarySearchFunc(out, e, compareEntries)
 		out = slices.Insert(out, i, e)
 	}
 	return out

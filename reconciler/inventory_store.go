@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,12 +74,29 @@ func splitBuckets(entries []InventoryEntry) [][]InventoryEntry {
 }
 
 // storedInventory is the inventory as read, with what is needed to replace
-// it safely. Its Entries are shared with the Manager's cache: read only.
+// it safely. Its Entries are empty when it has a state: entries() returns
+// them, shared with the Manager's cache (read only).
 type storedInventory struct {
 	Inventory
 	resourceVersion string // of the head ConfigMap; empty when there is none
 
 	state *inventoryState // the decoded form it came from; nil when none
+}
+
+// entries returns the entries, in apply order. Read only.
+func (s *storedInventory) entries() []InventoryEntry {
+	if s.state != nil {
+		return s.state.entries()
+	}
+	return s.Entries
+}
+
+// count is len(s.entries()), without merging the buckets.
+func (s *storedInventory) count() int {
+	if s.state != nil {
+		return s.state.n
+	}
+	return len(s.Entries)
 }
 
 // holds reports whether the inventory has an entry for k.
@@ -98,7 +116,8 @@ func (s *storedInventory) holds(k objKey) bool {
 // kept between applies: valid while the head's resourceVersion, and the
 // shards' when there are any, are the ones it records. Immutable once made.
 type inventoryState struct {
-	inv    Inventory
+	inv    Inventory // Entries: nil when made from buckets; see entries
+	n      int       // the number of entries
 	rv     string
 	shards []shardRef // v2 shards, in order; empty when inline
 	// buckets and blobs are the entries of each bucket, in order, and
@@ -110,23 +129,95 @@ type inventoryState struct {
 	// write. After a write of its own, an inline inventory needs no look.
 	read bool
 
+	mergeOnce sync.Once
+	merged    []InventoryEntry // the buckets merged, at the first entries
+
 	keysMu sync.Mutex
-	keys   map[objKey]struct{} // built at the first holds; see takeKeys
+	// keys maps the key of each entry to its place (entryPos), built at
+	// the first look-up; see takeKeys.
+	keys map[objKey]entryPos
 }
+
+// entryPos is the place of an entry in an inventoryState: bucket and index
+// in the bucket, or index in inv.Entries (bucket 0) when it has no buckets.
+type entryPos struct{ bucket, index int32 }
 
 type shardRef struct{ name, rv string }
 
+// entries returns the entries in apply order. A state made by an update of
+// a few buckets (updateState) merges its buckets at the first call only:
+// an ApplyDelta does not need them.
+func (s *inventoryState) entries() []InventoryEntry {
+	if s.inv.Entries != nil || s.buckets == nil {
+		return s.inv.Entries
+	}
+	s.mergeOnce.Do(func() {
+		all := make([]InventoryEntry, 0, s.n)
+		for _, b := range s.buckets {
+			all = append(all, b...)
+		}
+		sortEntries(all)
+		s.merged = all
+	})
+	return s.merged
+}
+
 func (s *inventoryState) holds(k objKey) bool {
+	found := false
+	s.withKeys(func(keys map[objKey]entryPos) { _, found = keys[k] })
+	return found
+}
+
+// withKeys calls f with the key set of s, built if need be. f must not
+// keep it: takeKeys hands it to the next state.
+func (s *inventoryState) withKeys(f func(map[objKey]entryPos)) {
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()
 	if s.keys == nil {
-		s.keys = make(map[objKey]struct{}, len(s.inv.Entries))
-		for _, e := range s.inv.Entries {
-			s.keys[e.Object.key()] = struct{}{}
+		s.keys = make(map[objKey]entryPos, s.n)
+		if s.buckets == nil {
+			for i, e := range s.inv.Entries {
+				s.keys[e.Object.key()] = entryPos{index: int32(i)}
+			}
+		}
+		for b, es := range s.buckets {
+			for i, e := range es {
+				s.keys[e.Object.key()] = entryPos{bucket: int32(b), index: int32(i)}
+			}
 		}
 	}
-	_, ok := s.keys[k]
-	return ok
+	f(s.keys)
+}
+
+// positions returns, for each bucket of s (one when it has none), where
+// its entries start in a numbering of all of them, and their number.
+func (s *inventoryState) positions() (start []int, total int) {
+	if s.buckets == nil {
+		return []int{0}, len(s.inv.Entries)
+	}
+	start = make([]int, len(s.buckets))
+	for b, es := range s.buckets {
+		start[b] = total
+		total += len(es)
+	}
+	return start, total
+}
+
+// each calls f with each entry and its number in positions' numbering.
+func (s *inventoryState) each(f func(i int, e InventoryEntry)) {
+	if s.buckets == nil {
+		for i, e := range s.inv.Entries {
+			f(i, e)
+		}
+		return
+	}
+	n := 0
+	for _, es := range s.buckets {
+		for _, e := range es {
+			f(n, e)
+			n++
+		}
+	}
 }
 
 // takeKeys hands the key set of s, if built, to next, which differs from s
@@ -144,15 +235,15 @@ func (s *inventoryState) takeKeys(next *inventoryState, dirty []int) {
 		for _, e := range s.buckets[i] {
 			delete(keys, e.Object.key())
 		}
-		for _, e := range next.buckets[i] {
-			keys[e.Object.key()] = struct{}{}
+		for j, e := range next.buckets[i] {
+			keys[e.Object.key()] = entryPos{bucket: int32(i), index: int32(j)}
 		}
 	}
 	next.keys = keys
 }
 
 func (s *inventoryState) stored() *storedInventory {
-	return &storedInventory{Inventory: s.inv, resourceVersion: s.rv, state: s}
+	return &storedInventory{Inventory: Inventory{Commit: s.inv.Commit, AppliedAt: s.inv.AppliedAt}, resourceVersion: s.rv, state: s}
 }
 
 // inventoryCache holds the Manager's inventoryState.
@@ -191,7 +282,7 @@ func (m *Manager) Inventory(ctx context.Context) (*Inventory, error) {
 		return nil, err
 	}
 	out := inv.Inventory
-	out.Entries = slices.Clone(out.Entries)
+	out.Entries = slices.Clone(inv.entries())
 	return &out, nil
 }
 
@@ -291,8 +382,9 @@ func (m *Manager) readWholeInventory(ctx context.Context) (*inventoryState, erro
 	default:
 		return nil, fmt.Errorf("unknown format %q (want %q)", f, inventoryFormat)
 	}
-	if want := head.Data["entries"]; want != "" && want != strconv.Itoa(len(s.inv.Entries)) {
-		return nil, fmt.Errorf("%d entries, the head says %s", len(s.inv.Entries), want)
+	s.n = len(s.inv.Entries)
+	if want := head.Data["entries"]; want != "" && want != strconv.Itoa(s.n) {
+		return nil, fmt.Errorf("%d entries, the head says %s", s.n, want)
 	}
 	return s, nil
 }
@@ -419,11 +511,36 @@ func shardName(head string, data map[string][]byte) string {
 // head, which names them, so that a reader sees the old inventory or the
 // new one, never a mix. Shards the head no longer names are removed after.
 func (m *Manager) writeInventory(ctx context.Context, prev *storedInventory, inv *Inventory) error {
-	ref := m.inventoryRef()
 	s, dirty, err := m.encodeInventory(prev, inv)
 	if err != nil {
-		return objectErr(ref, "write inventory", err)
+		return objectErr(m.inventoryRef(), "write inventory", err)
 	}
+	return m.writeState(ctx, prev, s, dirty)
+}
+
+// writeOverlay writes the inventory prev holds with the entries of the
+// pruned objects (deleted or Skipped) removed and those of the applied
+// objects overlaid, as overlayInventory(withoutPruned(...)) makes them,
+// under the commit and time of head. From the Manager's state it updates
+// the buckets of those objects only (updateState): its cost follows the
+// changes, not the inventory.
+func (m *Manager) writeOverlay(ctx context.Context, prev *storedInventory, head Inventory, pruned pruneResults, applied []Change, commit string) error {
+	if p := prev.state; p != nil && p.blobs != nil && !m.invCache.disabled() {
+		s, dirty, err := updateState(p, head, pruned, applied, commit)
+		if err != nil {
+			return objectErr(m.inventoryRef(), "write inventory", err)
+		}
+		return m.writeState(ctx, prev, s, dirty)
+	}
+	head.Entries = overlayInventory(withoutPruned(prev.entries(), pruned), applied, commit)
+	return m.writeInventory(ctx, prev, &head)
+}
+
+// writeState writes s, made from prev by encodeInventory or updateState.
+func (m *Manager) writeState(ctx context.Context, prev *storedInventory, s *inventoryState, dirty []int) error {
+	ref := m.inventoryRef()
+	inv := &s.inv
+	var err error
 	if prev.resourceVersion == "" {
 		if err := m.ensureInventoryNamespace(ctx); err != nil {
 			return objectErr(ref, "write inventory", err)
@@ -438,7 +555,7 @@ func (m *Manager) writeInventory(ctx context.Context, prev *storedInventory, inv
 			"format":    inventoryFormat,
 			"commit":    inv.Commit,
 			"appliedAt": inv.AppliedAt.UTC().Format(time.RFC3339Nano),
-			"entries":   strconv.Itoa(len(inv.Entries)),
+			"entries":   strconv.Itoa(s.n),
 			"buckets":   strconv.Itoa(inventoryBuckets),
 		},
 	}
@@ -519,7 +636,7 @@ func (s *storedInventory) stateShards() []shardRef {
 // encodeInventory returns the state of inv, with its buckets encoded: those
 // of prev's state whose entries are the same are taken as they are.
 func (m *Manager) encodeInventory(prev *storedInventory, inv *Inventory) (s *inventoryState, dirty []int, err error) {
-	s = &inventoryState{inv: *inv, buckets: splitBuckets(inv.Entries), blobs: make([][]byte, inventoryBuckets)}
+	s = &inventoryState{inv: *inv, n: len(inv.Entries), buckets: splitBuckets(inv.Entries), blobs: make([][]byte, inventoryBuckets)}
 	var reuse *inventoryState
 	if p := prev.state; p != nil && p.blobs != nil && !m.invCache.disabled() {
 		reuse = p
@@ -544,6 +661,83 @@ func (m *Manager) encodeInventory(prev *storedInventory, inv *Inventory) (s *inv
 		dirty = nil // every bucket: no key set to update
 	case dirty == nil:
 		dirty = []int{}
+	}
+	return s, dirty, nil
+}
+
+// updateState returns the state of prev's inventory with the entries of
+// the pruned objects (deleted or Skipped) removed and those of the applied
+// objects overlaid (overlayInventory), under the commit and time of head,
+// and the buckets that changed. Only the buckets of those objects are
+// copied, compared and encoded again; the others, and their encoding, are
+// shared with prev. prev must have buckets.
+func updateState(prev *inventoryState, head Inventory, pruned pruneResults, applied []Change, commit string) (*inventoryState, []int, error) {
+	gone := map[objKey]bool{}
+	touched := map[int]bool{}
+	for _, r := range pruned {
+		if r.action != "" {
+			k := r.entry.Object.key()
+			gone[k] = true
+			touched[bucketOf(k)] = true
+		}
+	}
+	upd := make(map[objKey]Change, len(applied))
+	for _, c := range applied {
+		k := c.Object.key()
+		upd[k] = c
+		touched[bucketOf(k)] = true
+	}
+	s := &inventoryState{
+		inv:     Inventory{Commit: head.Commit, AppliedAt: head.AppliedAt},
+		n:       prev.n,
+		buckets: slices.Clone(prev.buckets),
+		blobs:   slices.Clone(prev.blobs),
+	}
+	dirty := []int{}
+	for _, b := range slices.Sorted(maps.Keys(touched)) {
+		old := prev.buckets[b]
+		es := make([]InventoryEntry, 0, len(old)+len(upd))
+		seen := map[objKey]bool{}
+		for _, e := range old {
+			k := e.Object.key()
+			if gone[k] {
+				continue
+			}
+			if c, ok := upd[k]; ok {
+				seen[k] = true
+				n := InventoryEntry{Object: c.Object, Commit: commit}
+				if c.Action == Unchanged && e.Commit != "" {
+					n.Commit = e.Commit
+				}
+				e = n
+			}
+			es = append(es, e)
+		}
+		var added []InventoryEntry
+		for k, c := range upd {
+			if bucketOf(k) == b && !seen[k] {
+				added = append(added, InventoryEntry{Object: c.Object, Commit: commit})
+			}
+		}
+		sortEntries(added)
+		for _, e := range added {
+			i, _ := slices.BinarySearchFunc(es, e, compareEntries)
+			es = slices.Insert(es, i, e)
+		}
+		s.n += len(es) - len(old)
+		if slices.Equal(es, old) {
+			continue
+		}
+		dirty = append(dirty, b)
+		s.buckets[b], s.blobs[b] = es, nil
+		if len(es) == 0 {
+			continue
+		}
+		blob, err := encodeBucket(es)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bucket %d: %w", b, err)
+		}
+		s.blobs[b] = blob
 	}
 	return s, dirty, nil
 }

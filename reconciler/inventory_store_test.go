@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,12 +87,12 @@ func TestInventoryReadsV1(t *testing.T) {
 			}
 			got, err := m.readInventory(t.Context())
 			require.NoError(t, err)
-			if diff := cmp.Diff(*want, got.Inventory); diff != "" {
+			if diff := cmp.Diff(*want, wholeInventory(got)); diff != "" {
 				t.Fatalf("read of v1 (-want +got):\n%s", diff)
 			}
 
-			next := &Inventory{Commit: "c2", AppliedAt: at, Entries: overlayInventory(got.Entries,
-				[]Change{{Object: got.Entries[0].Object, Action: Configured}}, "c2")}
+			next := &Inventory{Commit: "c2", AppliedAt: at, Entries: overlayInventory(got.entries(),
+				[]Change{{Object: got.entries()[0].Object, Action: Configured}}, "c2")}
 			require.NoError(t, m.writeInventory(t.Context(), got, next))
 			head, err := clusters.Target.Clientset().CoreV1().ConfigMaps(ns).Get(t.Context(), m.opts.InventoryName, metav1.GetOptions{})
 			require.NoError(t, err)
@@ -136,9 +137,9 @@ func TestInventoryWritesChangedShards(t *testing.T) {
 			for i := range 3 {
 				prev, err = m.readInventory(t.Context())
 				require.NoError(t, err)
-				changed := prev.Entries[rand.IntN(len(prev.Entries))].Object
+				changed := prev.entries()[rand.IntN(prev.count())].Object
 				next := &Inventory{Commit: fmt.Sprintf("c%d", i+2), AppliedAt: at,
-					Entries: overlayInventory(prev.Entries, []Change{{Object: changed, Action: Configured}}, fmt.Sprintf("c%d", i+2))}
+					Entries: overlayInventory(prev.entries(), []Change{{Object: changed, Action: Configured}}, fmt.Sprintf("c%d", i+2))}
 				require.NoError(t, m.writeInventory(t.Context(), prev, next))
 
 				head, err := cms.Get(t.Context(), m.opts.InventoryName, metav1.GetOptions{})
@@ -321,12 +322,93 @@ func TestInventoryKeysCarriedOver(t *testing.T) {
 	require.NotEmpty(t, dirty)
 	require.LessOrEqual(t, len(dirty), 9)
 	prev.takeKeys(next, dirty)
-	want := map[objKey]struct{}{}
-	for _, e := range next.inv.Entries {
-		want[e.Object.key()] = struct{}{}
+	want := map[objKey]entryPos{}
+	for b, es := range next.buckets {
+		for i, e := range es {
+			want[e.Object.key()] = entryPos{bucket: int32(b), index: int32(i)}
+		}
 	}
 	require.Equal(t, want, next.keys)
 	require.False(t, next.holds(entries[101].Object.key()))
 	require.True(t, next.holds(added[0].Object.key()))
 	require.True(t, prev.holds(entries[101].Object.key()), "the previous state builds its set again")
+}
+
+// updateState, step after step, stays equal to the state encoded from
+// scratch of overlayInventory(withoutPruned(...)): the same buckets, blobs,
+// count, entries and, carried over by takeKeys, key set. A step that fails
+// (its state is made but not written) leaves the previous state, whose key
+// set is built again, to the next step.
+func TestUpdateStateMatchesRebuild(t *testing.T) {
+	all := bigInventory(2_000, true)
+	initial, rest := all[:1_500], all[1_500:]
+	changes := func(es []InventoryEntry, a Action) []Change {
+		var out []Change
+		for _, e := range es {
+			out = append(out, Change{Object: e.Object, Action: a})
+		}
+		return out
+	}
+	prunes := func(es []InventoryEntry, a Action) pruneResults {
+		var out pruneResults
+		for _, e := range es {
+			out = append(out, &pruneResult{entry: e, action: a})
+		}
+		return out
+	}
+	moved := initial[3].Object
+	moved.Version = "v2" // the same object at another version
+	for _, steps := range [][]struct {
+		name    string
+		pruned  pruneResults
+		applied []Change
+		fail    bool
+	}{{
+		{name: "nothing"},
+		{name: "change one", applied: changes(initial[10:11], Configured)},
+		{name: "change thirty", applied: changes(initial[20:50], Configured)},
+		{name: "unchanged keeps its commit", applied: changes(initial[60:70], Unchanged)},
+		{name: "add", applied: changes(rest[:40], Created)},
+		{name: "failed", applied: changes(rest[40:80], Created), fail: true},
+		{name: "add after a failure", applied: changes(rest[80:90], Created)},
+		{name: "prune", pruned: prunes(initial[100:130], Deleted)},
+		{name: "prune skipped, delete failed", pruned: append(prunes(initial[200:205], Skipped), prunes(initial[300:305], "")...)},
+		{name: "prune and add", pruned: prunes(initial[400:420], Deleted), applied: changes(rest[100:120], Created)},
+		{name: "new version", applied: []Change{{Object: moved, Action: Configured}}},
+		{name: "prune every entry of a bucket", pruned: prunes(initial[500:1_500], Deleted)},
+		{name: "pruned and applied again", pruned: prunes(rest[:10], Deleted), applied: changes(rest[:10], Unchanged)},
+	}} {
+		m := &Manager{}
+		state, _, err := m.encodeInventory(&storedInventory{}, &Inventory{Entries: initial})
+		require.NoError(t, err)
+		for i, st := range steps {
+			commit := fmt.Sprintf("c%d", i)
+			prev := state.stored()
+			require.True(t, prev.holds(initial[0].Object.key()), "the key set is built")
+			want, _, err := m.encodeInventory(&storedInventory{}, &Inventory{Commit: commit,
+				Entries: overlayInventory(withoutPruned(prev.entries(), st.pruned), st.applied, commit)})
+			require.NoError(t, err, st.name)
+			got, dirty, err := updateState(state, Inventory{Commit: commit}, st.pruned, st.applied, commit)
+			require.NoError(t, err, st.name)
+			if diff := cmp.Diff(want.buckets, got.buckets, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("%s: buckets (-rebuilt +updated):\n%s", st.name, diff)
+			}
+			require.Equal(t, want.blobs, got.blobs, st.name)
+			require.Equal(t, want.n, got.n, st.name)
+			require.Equal(t, want.inv.Entries, got.entries(), st.name)
+			for b := range inventoryBuckets {
+				require.Equal(t, slices.Contains(dirty, b), !slices.Equal(state.buckets[b], got.buckets[b]), "%s: bucket %d dirty", st.name, b)
+			}
+			if st.fail {
+				continue
+			}
+			state.takeKeys(got, dirty)
+			fresh := &inventoryState{n: got.n, buckets: got.buckets}
+			fresh.withKeys(func(map[objKey]entryPos) {})
+			got.withKeys(func(keys map[objKey]entryPos) {
+				require.Equal(t, fresh.keys, keys, "%s: key set", st.name)
+			})
+			state = got
+		}
+	}
 }

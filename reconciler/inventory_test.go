@@ -68,14 +68,14 @@ func TestInventoryShards(t *testing.T) {
 
 	prev, err := m.readInventory(t.Context())
 	require.NoError(t, err)
-	require.Empty(t, prev.Entries)
+	require.Empty(t, prev.entries())
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for i, random := range []bool{true, true, false} {
 		inv := &Inventory{Commit: fmt.Sprintf("c%d", i), AppliedAt: at, Entries: bigInventory(5_000, random)}
 		require.NoError(t, m.writeInventory(t.Context(), prev, inv))
 		got, err := m.readInventory(t.Context())
 		require.NoError(t, err)
-		if diff := cmp.Diff(*inv, got.Inventory); diff != "" {
+		if diff := cmp.Diff(*inv, wholeInventory(got)); diff != "" {
 			t.Fatalf("round trip (-want +got):\n%s", diff)
 		}
 		shards, err := clusters.Target.Clientset().CoreV1().ConfigMaps(ns).List(t.Context(), metav1.ListOptions{LabelSelector: labelGeneration})
@@ -102,4 +102,11 @@ func withShardedInventory(t *testing.T) {
 	old := maxInlineBlob
 	maxInlineBlob = 16 << 10
 	t.Cleanup(func() { maxInlineBlob = old })
+}
+
+// wholeInventory is the inventory read as s, with its entries.
+func wholeInventory(s *storedInventory) Inventory {
+	inv := s.Inventory
+	inv.Entries = s.entries()
+	return inv
 }
