@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +46,10 @@ import (
 // the peak of the anonymous memory (peak-RssAnon-MiB, sampled every 20
 // ms: the heap, stacks and runtime) and the pages of the binary mapped at
 // that moment (RssFile-MiB, about 70 MiB: a file the kernel may drop and
-// read again, but which RSS counts). Run it as the image builds the
+// read again, but which RSS counts); and the process's CPU time in the
+// measured part (cpu-s). The controller runs with the garbage collector's
+// target `dr-syncer run` sets (DefaultGCPercent), unless GOGC is set. Run
+// it as the image builds the
 // controller, without cgo (deploy/controller/Dockerfile; make bench does):
 //
 //	CGO_ENABLED=0 go test -run '^$' -bench BenchmarkContinuousLag -benchtime 1x ./controller/
@@ -77,6 +81,11 @@ func BenchmarkContinuousLag(b *testing.B) {
 	// the 10,000 objects (about 100 MiB resident) is given back first, and
 	// the peak restarts from what remains.
 	setupHWM, _ := residentMiB(b)
+	// The garbage collector's target as `dr-syncer run` sets it
+	// (--gc-percent auto), unless GOGC says otherwise.
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(DefaultGCPercent))
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
 	resetPeakRSS(b)
@@ -142,6 +151,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 	stopProfile := steadyProfile(b)
 
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	var single []time.Duration
 	for i := range 20 {
 		n, t0 := change(benchNamespace(i%benchNamespaces), cms(100+i))
@@ -169,6 +179,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 		burst = append(burst, at.Sub(t0))
 	}
 	b.StopTimer()
+	cpu := processCPU(b) - cpu0
 	stopProfile()
 
 	hwm, rss := residentMiB(b)
@@ -197,6 +208,18 @@ func BenchmarkContinuousLag(b *testing.B) {
 	b.ReportMetric(anon, "peak-RssAnon-MiB")
 	b.ReportMetric(file, "RssFile-MiB")
 	b.ReportMetric(metric(b, reg, "dr_syncer_commits_total", "mode", "continuous"), "commits")
+	b.ReportMetric(cpu.Seconds(), "cpu-s")
+}
+
+// processCPU is the user and system CPU time of this process so far: in
+// the measured part, the controller's (and its garbage collector's) and
+// the test's own small share (the changes, the arrivals' informer).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // steadyProfile writes a CPU profile of the measured part (the changes,

@@ -27,6 +27,7 @@ type runFlags struct {
 	debounce, resync, poll           time.Duration
 	logFormat                        string
 	memoryLimit                      string
+	gcPercent                        string
 }
 
 func newRunCommand() *cobra.Command {
@@ -57,7 +58,8 @@ again on the new tip. Metrics on /metrics, probes on /healthz and /readyz at
 (commits move refs atomically) and the Lease is released. The Go runtime gets
 a soft memory limit, by default 90% of the container's (--memory-limit): the
 garbage collector then runs more often near it rather than let the heap grow
-to twice the live data.`,
+to twice the live data; and, unless GOGC is set, a garbage collector target
+of 50% (--gc-percent): a heap of 1.5 times the live data, not twice.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd, f, vf) },
 	}
@@ -80,6 +82,7 @@ to twice the live data.`,
 	fl.DurationVar(&f.poll, "poll", controller.DefaultRefPollPeriod, "period of the read of the followed ref, and of the fetch of a --repo URL")
 	fl.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fl.StringVar(&f.memoryLimit, "memory-limit", memoryLimitAuto, "soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit): a size (512Mi), auto (90% of the container's memory limit, unless GOMEMLIMIT is set) or none")
+	fl.StringVar(&f.gcPercent, "gc-percent", "auto", "garbage collector target of the Go runtime (GOGC, runtime/debug.SetGCPercent): a percentage, or auto (50, unless GOGC is set)")
 	vf.register(cmd)
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
@@ -97,6 +100,10 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 		return usageError(fmt.Errorf("--log-format %q: want json or text", f.logFormat))
 	}
 	memLimit, err := setMemoryLimit(f.memoryLimit)
+	if err != nil {
+		return usageError(err)
+	}
+	gcPercent, err := setGCPercent(f.gcPercent)
 	if err != nil {
 		return usageError(err)
 	}
@@ -136,6 +143,9 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 		}
 	}
 	log := slog.New(handler)
+	if gcPercent > 0 {
+		log.Info("garbage collector target of the Go runtime", "gcPercent", gcPercent)
+	}
 	if memLimit > 0 {
 		log.Info("memory limit of the Go runtime", "bytes", memLimit)
 	}

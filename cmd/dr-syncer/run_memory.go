@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/dr-syncer/dr-syncer/controller"
 )
 
 // memoryLimitAuto is the default of --memory-limit: a share of the
@@ -52,6 +54,28 @@ func setMemoryLimit(flag string) (int64, error) {
 	}
 	debug.SetMemoryLimit(limit)
 	return limit, nil
+}
+
+// setGCPercent sets the garbage collector's target (GOGC,
+// runtime/debug.SetGCPercent) from --gc-percent: a percentage, or "auto"
+// (controller.DefaultGCPercent unless GOGC is set). It returns the target
+// set, 0 when it left the runtime's.
+func setGCPercent(flag string) (int, error) {
+	pct := controller.DefaultGCPercent
+	switch flag {
+	case "auto", "":
+		if os.Getenv("GOGC") != "" {
+			return 0, nil // the runtime read it at start
+		}
+	default:
+		n, err := strconv.Atoi(flag)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("--gc-percent %q: want a percentage such as 50, or auto", flag)
+		}
+		pct = n
+	}
+	debug.SetGCPercent(pct)
+	return pct, nil
 }
 
 // cgroupMemoryLimit reads the memory limit of the process's cgroup (v2,

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dr-syncer/dr-syncer/controller"
 )
 
 // TestSetMemoryLimit: --memory-limit sets the Go runtime's soft limit from a
@@ -38,5 +40,46 @@ func TestSetMemoryLimit(t *testing.T) {
 		} else {
 			require.Equal(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1), "%s: no limit", tc.flag)
 		}
+	}
+}
+
+// TestSetGCPercent: --gc-percent sets the garbage collector's target from a
+// percentage, controller.DefaultGCPercent by default unless GOGC is set,
+// and refuses what is not a percentage.
+func TestSetGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	t.Setenv("GOGC", "")
+	for _, tc := range []struct {
+		flag, gogc string
+		want       int // set, and returned
+		untouched  bool
+		wantErr    bool
+	}{
+		{flag: "auto", want: controller.DefaultGCPercent},
+		{flag: "", want: controller.DefaultGCPercent},
+		{flag: "auto", gogc: "200", untouched: true},
+		{flag: "75", want: 75},
+		{flag: "75", gogc: "200", want: 75},
+		{flag: "0", wantErr: true},
+		{flag: "-1", wantErr: true},
+		{flag: "half", wantErr: true},
+	} {
+		t.Setenv("GOGC", tc.gogc)
+		debug.SetGCPercent(100)
+		got, err := setGCPercent(tc.flag)
+		if tc.wantErr {
+			require.Error(t, err, tc.flag)
+			require.Equal(t, 100, debug.SetGCPercent(100), "%s: left as it was", tc.flag)
+			continue
+		}
+		require.NoError(t, err, tc.flag)
+		if tc.untouched {
+			require.Equal(t, 0, got, tc.flag)
+			require.Equal(t, 100, debug.SetGCPercent(100), "%s with GOGC=%s: left to the runtime", tc.flag, tc.gogc)
+			continue
+		}
+		require.Equal(t, tc.want, got, tc.flag)
+		require.Equal(t, tc.want, debug.SetGCPercent(100), tc.flag)
 	}
 }
