@@ -90,13 +90,14 @@ package controller
 // reads, so a commit of one object runs kustomize over that object's chunk
 // only, whatever the repository holds. The rendered objects the cache
 // and the loop keep between commits are compact (render.Cache.Build: their
-// JSON and their identity); the loop expands the objects it applies. And
+// JSON and their identity); the reconciler expands an object where it
+// reads it (reconciler.ApplyOptions.Expand) and keeps none expanded. And
 // when the target's inventory
 // records the commit the loop applied last, it applies only the objects
 // whose rendered content changed since (reconciler.ApplyDelta: those
 // objects read one by one, dry-run all together before anything is
 // written, applied; the objects that left the set pruned; the inventory
-// updated). A change then costs what it touches, not the 10,000 objects
+// updated, only its buckets that changed). A change then costs what it touches, not the 10,000 objects
 // of the namespaces.
 //
 // The price: an incremental apply does not look at the live copies of the
@@ -146,21 +147,27 @@ package controller
 // A controller holds, for good, what it needs to make a commit or an
 // apply cost what changed. With 10,000 objects in the mapped namespaces
 // (controller/run_bench_test.go) the live heap after a collection is
-// about 90 MB: the render cache's rendered objects, as nested maps, which
-// the apply loop also holds to tell unchanged objects by their pointer
-// (~36 MB: the largest part); the watcher's caches, each object as its
-// cleaned JSON beside its identity (~17 MB); the inventory of the target
-// (~7 MB: entries, their encoded buckets, the key set); go-git's object
-// cache (bounded at 2 + 1 MiB, about 5 MB held) and gitstore's index
-// (~4 MB). It does not hold the YAML of the objects of the last snapshot
-// (the encode cache keeps their blob hashes instead: 11 MB less) nor a
-// listener buffer per informer (plain informers, not shared ones: 5 MB
-// less). The
-// process's RSS is about twice the live heap (GOGC=100) plus the
-// binary's mapped pages (~70 MiB on ext4, which the kernel maps in large
-// folios): 310–330 MiB at 10,000 objects. A memory limit
-// (--memory-limit, GOMEMLIMIT) below that makes the garbage collector run
-// near it: the lag of a burst of changes then grows (at a 200 MiB limit,
-// p50 2.3 s instead of 0.4 s), since every commit and apply still
-// allocates in proportion to the whole set (the tree walk of a build, the
-// key set of an incremental apply).
+// about 70 MB: the watcher's caches, each object as its cleaned JSON
+// beside its identity (~17 MB); the render cache's rendered objects,
+// compact, as JSON beside their identity (about half their size as
+// nested maps); the inventory of the target (entries, their encoded
+// buckets, the key set); go-git's object cache (bounded at 2 + 1 MiB)
+// and gitstore's index (~4 MB). It does not hold the YAML of the objects
+// of the last snapshot (the encode cache keeps their blob hashes), nor a
+// listener buffer per informer (plain informers, not shared ones), nor
+// the whole set in full during a whole-set apply (the reconciler expands
+// each object where it reads it).
+//
+// The peak RSS is the heap at its highest plus the binary's mapped pages
+// (~55 MiB for the static binary the image holds; a cgo build exports
+// every symbol for kustomize's import of package plugin, ~18 MiB more).
+// The heap is highest in the first full snapshot, the first full render
+// and in bursts of changes, which all allocate fast: at the garbage
+// collector's default target (GOGC=100) it reaches about twice the data
+// live at each collection plus what is allocated while it marks.
+// `dr-syncer run` sets the target to DefaultGCPercent (50) unless GOGC
+// is set (--gc-percent): with 10,000 objects the peak RSS fell from
+// ~285 to ~215 MiB, for a burst lag p50 ~0.1 s higher (0.3 → 0.4 s) and
+// more of a core in collection during bursts. A memory limit
+// (--memory-limit, GOMEMLIMIT) is the complement for a container with a
+// limit: below the data live in a burst, the collector runs all the time.
