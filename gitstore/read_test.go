@@ -162,7 +162,7 @@ func TestReadBlob(t *testing.T) {
 // memo of directories (treeMemo); after each commit of a sequence, and
 // back and forth between commits and prefixes, it lists exactly what git
 // lists, hash included: a directory is taken from the memo only under the
-// same path and tree hash.
+// same path and tree hash. FilesInto a map used before lists the same.
 func TestFilesThroughTreeMemo(t *testing.T) {
 	r, dir := initRepo(t)
 	ctx := t.Context()
@@ -210,6 +210,19 @@ func TestFilesThroughTreeMemo(t *testing.T) {
 		}
 		if diff := cmp.Diff(lsFiles(rev, ""), got); diff != "" {
 			t.Errorf("%s: Files (-git +gitstore):\n%s", rev, diff)
+		}
+	}
+	// FilesInto one map, commit after commit and back: it holds the
+	// files of the commit listed, none of the one before.
+	into := map[string]plumbing.Hash{"stale.yaml": {}}
+	for _, rev := range []string{revs[0], revs[2], revs[4], revs[1], revs[3], revs[0]} {
+		for _, prefix := range []string{"", "a/"} {
+			if err := r.FilesInto(ctx, rev, prefix, into); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(lsFiles(rev, prefix), into); diff != "" {
+				t.Errorf("%s, prefix %q: FilesInto a used map (-git +gitstore):\n%s", rev, prefix, diff)
+			}
 		}
 	}
 }

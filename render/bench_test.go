@@ -137,7 +137,7 @@ func BenchmarkBuildParts(b *testing.B) {
 		repo, head, _ := benchRepo(b, n)
 		ctx := context.Background()
 		load := func() *builder {
-			t, err := loadTree(ctx, repo, head)
+			t, err := loadTree(ctx, repo, head, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

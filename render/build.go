@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-logr/logr"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
@@ -45,7 +46,11 @@ func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 	if err := checkNames(cfg); err != nil {
 		return nil, false, err
 	}
-	t, err := loadTree(ctx, repo, rev)
+	var spare map[string]plumbing.Hash
+	if c != nil {
+		spare = c.takeSpareFiles()
+	}
+	t, err := loadTree(ctx, repo, rev, spare)
 	if err != nil {
 		return nil, false, err
 	}
@@ -53,6 +58,10 @@ func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 	var last *lastBuild
 	if c != nil {
 		last = c.takeLast()
+	}
+	if last != nil {
+		// This build is the last one's successor: its files are spare.
+		defer c.spareFiles(last.b.t.files)
 	}
 	var snap *snapshot
 	if last != nil && last.b.snap.sameFiles(t, cfg.Spec.Source.Name) {
@@ -66,9 +75,15 @@ func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 		return nil, false, err
 	}
 	b := &builder{t: t, snap: snap, plan: pl, cache: c, gen: gen}
-	b.objects = b.snap.reached(b.plan.snapshotRefs)
 	if last != nil {
 		b.inherit(last.b)
+	}
+	// An inherited partition comes with its objects: the same snapshot and
+	// directories reached.
+	if !b.partitionedOnce {
+		b.objects = b.snap.reached(b.plan.snapshotRefs)
+	}
+	if last != nil {
 		if objs, ok, err := b.delta(ctx, last); err != nil || ok {
 			return objs, ok, err
 		}
@@ -76,9 +91,12 @@ func build(ctx context.Context, repo *gitstore.Repository, rev string, cfg *poli
 	if objs, err = b.build(ctx); err != nil {
 		return nil, false, err
 	}
-	// The slice may be a cached run's own: sort a copy.
-	objs = slices.Clone(objs)
-	sortObjects(objs)
+	// The slice may be a cached run's own: sort a copy. A partitioned
+	// build's is its own, sorted (sortedMerge).
+	if !b.partitioned {
+		objs = slices.Clone(objs)
+		sortObjects(objs)
+	}
 	if c != nil {
 		c.remember(b, objs)
 	}
@@ -110,6 +128,10 @@ type builder struct {
 	deltaID, keptID runKey
 	planned         bool
 	partitioned     bool
+	// keyBuf and keyFiles are chunkKey's buffers, kept from one chunk to
+	// the next.
+	keyBuf   []byte
+	keyFiles []string
 }
 
 // cut is k.cut(drop), through the cache: the same kustomization (blob)

@@ -63,6 +63,12 @@ type Cache struct {
 	// last is the newest partitioned or delta build, which the next
 	// build may start from (delta.go); nil while a build uses it.
 	last *lastBuild
+	// merged is the merge of the last partitioned build, which the next
+	// one starts from (remerge.go).
+	merged *mergeBase
+	// spare is the file list of a build that no build uses any more,
+	// for the next build to list its files into (loadTree).
+	spare map[string]plumbing.Hash
 	// hits and misses count runs, for tests and logs; deltas counts the
 	// delta builds.
 	hits, misses, deltas int

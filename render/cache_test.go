@@ -370,6 +370,13 @@ func regexpQuote(s string) string { return strings.ReplaceAll(s, ".", `\.`) }
 // cache that holds the commit before gives what a fresh build gives.
 func TestCacheRandomEdits(t *testing.T) {
 	withChunkSize(t, 8)
+	remerged := 0
+	remergeTrace = func(ok bool) {
+		if ok {
+			remerged++
+		}
+	}
+	t.Cleanup(func() { remergeTrace = nil })
 	r := newEditRepo(t, 300)
 	c := NewCache()
 	r.check(c)
@@ -403,6 +410,11 @@ func TestCacheRandomEdits(t *testing.T) {
 		hits, misses := r.check(c)
 		t.Logf("round %d: %d objects changed, %d runs from the cache, %d run", round, len(changed), hits, misses)
 	}
+	// The partitioned builds merged from the build before (remerge.go).
+	if remerged == 0 {
+		t.Errorf("no build merged from the build before")
+	}
+	t.Logf("%d builds merged from the build before", remerged)
 }
 
 // BenchmarkCacheBuildChanges measures a build through a Cache that holds
@@ -416,6 +428,9 @@ func BenchmarkCacheBuildChanges(b *testing.B) {
 	round := 0 // across runs: each commit must change something
 	for _, changes := range []int{1, 30} {
 		b.Run(fmt.Sprintf("objects=%d/changes=%d", n, changes), func(b *testing.B) {
+			// The cache starts from the newest commit: the commits of the
+			// runs before are on the branch, and a first build against
+			// head would run every chunk they changed.
 			c := NewCache()
 			if _, err := c.Build(ctx, repo, head, cfg); err != nil {
 				b.Fatal(err)
@@ -427,8 +442,9 @@ func BenchmarkCacheBuildChanges(b *testing.B) {
 				round++
 				files := benchChanges(n, changes, round)
 				h := commit(b, repo, files, "changes")
+				head = h.String()
 				b.StartTimer()
-				objs, err := c.Build(ctx, repo, h.String(), cfg)
+				objs, err := c.Build(ctx, repo, head, cfg)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -76,6 +76,9 @@ func (c *Cache) remember(b *builder, objs []*unstructured.Unstructured) {
 	if !b.partitioned || !b.planned {
 		c.mu.Lock()
 		c.last = nil
+		if !b.partitioned {
+			c.merged = nil // its runs are not kept
+		}
 		c.mu.Unlock()
 		return
 	}

@@ -152,7 +152,8 @@ func (b *builder) pinned(f string) bool {
 }
 
 // buildChunks builds every chunk (or takes it from the cache) and merges
-// the results; any failure is returned for Build to build in one piece.
+// the results, sorted; any failure is returned for Build to build in one
+// piece.
 func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstructured.Unstructured, error) {
 	b.route()
 	if b.cache != nil {
@@ -184,7 +185,7 @@ func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstru
 	if err != nil {
 		return nil, err
 	}
-	return merge(results)
+	return b.sortedMerge(results)
 }
 
 // planKey names everything a chunk's spec reads besides the chunk's own
@@ -200,9 +201,18 @@ func (b *builder) buildChunks(ctx context.Context, chunks [][]string) ([]*unstru
 // build before, finding what a changed patch file reaches by the route.
 func (b *builder) planKey() runKey {
 	h := sha256.New()
-	str := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
-	num := func(i int) { h.Write(strconv.AppendInt(nil, int64(i), 10)); h.Write([]byte{0}) }
-	file := func(p string) { str(p); blob := b.t.files[p]; h.Write(blob[:]) }
+	// Written through a buffer: h.Write of each string, or blob hash,
+	// allocates a copy of it.
+	var buf []byte
+	flush := func() {
+		if len(buf) >= 4096 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	str := func(s string) { buf = append(append(buf, s...), 0); flush() }
+	num := func(i int) { buf = append(strconv.AppendInt(buf, int64(i), 10), 0); flush() }
+	file := func(p string) { str(p); blob := b.t.files[p]; buf = append(buf, blob[:]...) }
 	str("render-plan-v2")
 	str(b.plan.root)
 	str(b.snap.root)
@@ -250,6 +260,7 @@ func (b *builder) planKey() runKey {
 			}
 		}
 	}
+	h.Write(buf)
 	var k runKey
 	h.Sum(k[:0])
 	return k
@@ -266,14 +277,16 @@ func (b *builder) planKey() runKey {
 // chunks it is routed to, not every chunk.
 func (b *builder) chunkKey(files []string) runKey {
 	h := sha256.New()
-	h.Write([]byte("render-chunk-v2\x00"))
-	h.Write(b.deltaID[:])
-	h.Write(b.keptID[:])
-	var patchFiles []string
+	// Written through a buffer the builder keeps: h.Write of a path, or of
+	// a blob hash, allocates a copy of it (10,000 a build).
+	buf := append(b.keyBuf[:0], "render-chunk-v2\x00"...)
+	buf = append(buf, b.deltaID[:]...)
+	buf = append(buf, b.keptID[:]...)
+	patchFiles := b.keyFiles[:0]
 	for _, f := range files {
-		h.Write([]byte(f))
+		buf = append(buf, f...)
 		blob := b.t.files[f]
-		h.Write(blob[:])
+		buf = append(buf, blob[:]...)
 		patchFiles = patchFiles[:0]
 		for _, p := range b.patchesOf[f] {
 			if p.file != "" {
@@ -282,13 +295,19 @@ func (b *builder) chunkKey(files []string) runKey {
 		}
 		slices.Sort(patchFiles) // patchesOf's order is the route's, not stable
 		for _, pf := range slices.Compact(patchFiles) {
-			h.Write([]byte{0})
-			h.Write([]byte(pf))
+			buf = append(buf, 0)
+			buf = append(buf, pf...)
 			pb := b.t.files[pf]
-			h.Write(pb[:])
+			buf = append(buf, pb[:]...)
 		}
-		h.Write([]byte{'\n'})
+		buf = append(buf, '\n')
+		if len(buf) >= 4096 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
 	}
+	h.Write(buf)
+	b.keyBuf, b.keyFiles = buf[:0], patchFiles[:0]
 	var k runKey
 	h.Sum(k[:0])
 	return k

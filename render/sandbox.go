@@ -563,7 +563,9 @@ func (w *walker) pinDocs(docs []map[string]any) {
 // patch with a target is routed to the chunks holding objects it may
 // select; any other untargeted patch pins its target.
 func (w *walker) patch(dir, file, field string, i int, pt types.Patch, unit *routedUnit) {
-	where := fmt.Sprintf("%s: %s[%d]", file, field, i)
+	// Made for a message only: a walk goes through every patch of the
+	// overlay at every build (one per object with a generated patch).
+	where := func() string { return fmt.Sprintf("%s: %s[%d]", file, field, i) }
 	text := pt.Patch
 	var p string
 	var facts *patchFacts
@@ -573,7 +575,7 @@ func (w *walker) patch(dir, file, field string, i int, pt types.Patch, unit *rou
 			return
 		}
 		if !w.t.isFile(p) {
-			w.fail("%s.path: %s: not a file of the commit", where, pt.Path)
+			w.fail("%s.path: %s: not a file of the commit", where(), pt.Path)
 			return
 		}
 		var err error
@@ -586,10 +588,10 @@ func (w *walker) patch(dir, file, field string, i int, pt types.Patch, unit *rou
 		facts = parsePatch(text)
 	}
 	if pt.Options != nil && (pt.Options.AllowNameChange || pt.Options.AllowKindChange) {
-		w.notWhole("%s: options", where)
+		w.notWhole("%s: options", where())
 	}
 	if facts.renames && (pt.Target == nil || pt.Target.Kind != "Namespace") {
-		w.notWhole("%s: renames or moves objects", where)
+		w.notWhole("%s: renames or moves objects", where())
 	}
 	if pt.Target == nil {
 		if facts.isObjects {

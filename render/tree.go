@@ -29,17 +29,21 @@ type repoTree struct {
 	uncached string
 }
 
-// loadTree lists the files of the commit that rev names. A branch is
-// resolved to its commit first, so that every file comes from the same
-// commit even if the branch moves while the build reads.
-func loadTree(ctx context.Context, repo *gitstore.Repository, rev string) (*repoTree, error) {
+// loadTree lists the files of the commit that rev names, into the map
+// files when it is not nil (a map no build uses any more: see
+// Cache.spareFiles). A branch is resolved to its commit first, so that
+// every file comes from the same commit even if the branch moves while
+// the build reads.
+func loadTree(ctx context.Context, repo *gitstore.Repository, rev string, files map[string]plumbing.Hash) (*repoTree, error) {
 	h, err := repo.Resolve(ctx, rev)
 	if err != nil {
 		return nil, err
 	}
 	rev = h.String()
-	files, err := repo.Files(ctx, rev, "")
-	if err != nil {
+	if files == nil {
+		files = map[string]plumbing.Hash{}
+	}
+	if err := repo.FilesInto(ctx, rev, "", files); err != nil {
 		return nil, err
 	}
 	t := &repoTree{ctx: ctx, repo: repo, rev: rev, files: files, dirs: map[string]bool{}, content: map[string][]byte{}}
@@ -49,6 +53,25 @@ func loadTree(ctx context.Context, repo *gitstore.Repository, rev string) (*repo
 		}
 	}
 	return t, nil
+}
+
+// takeSpareFiles takes the cache's spare file list (nil: none).
+func (c *Cache) takeSpareFiles() map[string]plumbing.Hash {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.spare
+	c.spare = nil
+	return m
+}
+
+// spareFiles gives the cache the file list of a build that nothing uses any
+// more: the builder of the build before, once the next one is done with it
+// (delta, inherit). Two lists then serve every build, each listing into
+// the one of the build before the last.
+func (c *Cache) spareFiles(m map[string]plumbing.Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.spare = m
 }
 
 func (t *repoTree) isFile(p string) bool { _, ok := t.files[p]; return ok }
