@@ -247,10 +247,10 @@ func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, ope
 // changedObjects returns the objects of next that are not in prev, or
 // whose content differs. An object the cache gave for both (the same
 // pointer) is unchanged without a look; two compact objects (the cache's)
-// are compared by their maps, which hold their JSON: only the few objects that are in
-// one set and not the other are keyed (reading an object's kind parses its
-// apiVersion, which for every object of a large set costs more than the
-// rest of a small incremental apply).
+// are compared by their maps, which hold their JSON: only the few objects
+// that are in one set and not the other are keyed (reading an object's
+// kind parses its apiVersion, which for every object of a large set costs
+// more than the rest of a small incremental apply).
 func changedObjects(prev, next []*unstructured.Unstructured) []*unstructured.Unstructured {
 	type key struct{ group, kind, namespace, name string }
 	keyOf := func(o *unstructured.Unstructured) key {
