@@ -111,6 +111,49 @@ func setAnnotation(base string, meta map[string]any, key, value string) jsonOp {
 	return add(base+pointer("annotations"), map[string]any{key: value})
 }
 
+// contentPatches patches an object of each kind whose content Generate
+// reads, by "group/kind"; Generate reads only the identity of the others
+// (readsContent, GenerateInput).
+var contentPatches = map[string]func(g *generator, p *objectPatch, obj map[string]any){
+	"/Namespace": (*generator).renameNamespace,
+	"apps/Deployment": func(g *generator, p *objectPatch, obj map[string]any) {
+		g.standbyReplicas(p, obj)
+		g.podTemplate(p, obj, "spec", "template")
+	},
+	"apps/StatefulSet": func(g *generator, p *objectPatch, obj map[string]any) {
+		g.standbyReplicas(p, obj)
+		g.claimTemplates(p, obj)
+		g.podTemplate(p, obj, "spec", "template")
+	},
+	"apps/DaemonSet":         podTemplateAt("spec", "template"),
+	"apps/ReplicaSet":        podTemplateAt("spec", "template"),
+	"batch/Job":              podTemplateAt("spec", "template"),
+	"/ReplicationController": podTemplateAt("spec", "template"),
+	"/Pod":                   func(g *generator, p *objectPatch, obj map[string]any) { g.podSpec(p, obj, "spec") },
+	"/PodTemplate":           podTemplateAt("template"),
+	"batch/CronJob": func(g *generator, p *objectPatch, obj map[string]any) {
+		g.standbySuspend(p, obj)
+		g.podTemplate(p, obj, "spec", "jobTemplate", "spec", "template")
+	},
+	"/PersistentVolumeClaim":                                      func(g *generator, p *objectPatch, obj map[string]any) { g.claim(p, obj, "", "") },
+	"rbac.authorization.k8s.io/RoleBinding":                       (*generator).subjects,
+	"rbac.authorization.k8s.io/ClusterRoleBinding":                (*generator).subjects,
+	"admissionregistration.k8s.io/ValidatingWebhookConfiguration": (*generator).webhooks,
+	"admissionregistration.k8s.io/MutatingWebhookConfiguration":   (*generator).webhooks,
+	"apiregistration.k8s.io/APIService": func(g *generator, p *objectPatch, obj map[string]any) {
+		g.serviceRef(p, obj, "APIService backend", "spec", "service")
+	},
+	"apiextensions.k8s.io/CustomResourceDefinition": func(g *generator, p *objectPatch, obj map[string]any) {
+		g.serviceRef(p, obj, "conversion webhook", "spec", "conversion", "webhook", "clientConfig", "service")
+	},
+	"networking.k8s.io/NetworkPolicy": (*generator).networkPolicy,
+}
+
+// podTemplateAt patches the pod template at the path fields.
+func podTemplateAt(fields ...string) func(*generator, *objectPatch, map[string]any) {
+	return func(g *generator, p *objectPatch, obj map[string]any) { g.podTemplate(p, obj, fields...) }
+}
+
 // patch computes the patch of one object of the snapshot.
 func (g *generator) patch(o *unstructured.Unstructured) *objectPatch {
 	gvk := o.GroupVersionKind()
@@ -119,41 +162,8 @@ func (g *generator) patch(o *unstructured.Unstructured) *objectPatch {
 		group:   gvk.Group,
 		version: gvk.Version,
 	}
-	if !readsContent(gvk.Group, gvk.Kind) {
-		return p // a case below that is not in readsContent never runs
-	}
-	obj := o.Object
-	switch gvk.Group + "/" + gvk.Kind {
-	case "/Namespace":
-		g.renameNamespace(p, obj)
-	case "apps/Deployment":
-		g.standbyReplicas(p, obj)
-		g.podTemplate(p, obj, "spec", "template")
-	case "apps/StatefulSet":
-		g.standbyReplicas(p, obj)
-		g.claimTemplates(p, obj)
-		g.podTemplate(p, obj, "spec", "template")
-	case "apps/DaemonSet", "apps/ReplicaSet", "batch/Job", "/ReplicationController":
-		g.podTemplate(p, obj, "spec", "template")
-	case "/Pod":
-		g.podSpec(p, obj, "spec")
-	case "/PodTemplate":
-		g.podTemplate(p, obj, "template")
-	case "batch/CronJob":
-		g.standbySuspend(p, obj)
-		g.podTemplate(p, obj, "spec", "jobTemplate", "spec", "template")
-	case "/PersistentVolumeClaim":
-		g.claim(p, obj, "", "")
-	case "rbac.authorization.k8s.io/RoleBinding", "rbac.authorization.k8s.io/ClusterRoleBinding":
-		g.subjects(p, obj)
-	case "admissionregistration.k8s.io/ValidatingWebhookConfiguration", "admissionregistration.k8s.io/MutatingWebhookConfiguration":
-		g.webhooks(p, obj)
-	case "apiregistration.k8s.io/APIService":
-		g.serviceRef(p, obj, "APIService backend", "spec", "service")
-	case "apiextensions.k8s.io/CustomResourceDefinition":
-		g.serviceRef(p, obj, "conversion webhook", "spec", "conversion", "webhook", "clientConfig", "service")
-	case "networking.k8s.io/NetworkPolicy":
-		g.networkPolicy(p, obj)
+	if fn := contentPatches[gvk.Group+"/"+gvk.Kind]; fn != nil {
+		fn(g, p, o.Object)
 	}
 	return p
 }
@@ -439,19 +449,11 @@ func asInt(v any) (int64, bool) {
 }
 
 // readsContent says whether Generate reads more of an object of this kind
-// than its identity (apiVersion, kind, namespace and name): the kinds that
-// patch looks into, and Namespaces (their labels map them).
+// than its identity (apiVersion, kind, namespace and name): the kinds it
+// may patch (contentPatches), Namespaces among them (their labels map
+// them too).
 func readsContent(group, kind string) bool {
-	switch group + "/" + kind {
-	case "/Namespace", "apps/Deployment", "apps/StatefulSet", "apps/DaemonSet", "apps/ReplicaSet", "batch/Job",
-		"/ReplicationController", "/Pod", "/PodTemplate", "batch/CronJob", "/PersistentVolumeClaim",
-		"rbac.authorization.k8s.io/RoleBinding", "rbac.authorization.k8s.io/ClusterRoleBinding",
-		"admissionregistration.k8s.io/ValidatingWebhookConfiguration", "admissionregistration.k8s.io/MutatingWebhookConfiguration",
-		"apiregistration.k8s.io/APIService", "apiextensions.k8s.io/CustomResourceDefinition",
-		"networking.k8s.io/NetworkPolicy":
-		return true
-	}
-	return false
+	return contentPatches[group+"/"+kind] != nil
 }
 
 // GenerateInput returns what Generate needs of o: o itself, or, for a kind
