@@ -141,6 +141,8 @@ package controller
 // last_success_timestamp_seconds, leader, volumes_coalesced_total. They are
 // served with /healthz and /readyz (ready: a follower waiting, or a leader
 // whose informers synced and whose mode started) at RunOptions.MetricsAddr.
+// `dr-syncer run` registers the process's and the Go runtime's collectors
+// in the same registry (process_resident_memory_bytes, go_gc_gogc_percent…).
 //
 // # Memory
 //

@@ -7,7 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/dr-syncer/dr-syncer/controller"
@@ -149,7 +148,7 @@ func runController(cmd *cobra.Command, f runFlags, vf volumeFlags) error {
 	if memLimit > 0 {
 		log.Info("memory limit of the Go runtime", "bytes", memLimit)
 	}
-	reg := prometheus.NewRegistry()
+	reg := runRegistry()
 	volumes, err := vf.volumeHook(cmd, controller.ApplyOptions{Repo: repo, Ref: refs.Ref, Config: cfg, Target: target, Identity: id}, source, reg, log)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/dr-syncer/dr-syncer/controller"
@@ -76,6 +78,17 @@ func setGCPercent(flag string) (int, error) {
 	}
 	debug.SetGCPercent(pct)
 	return pct, nil
+}
+
+// runRegistry is the registry of the controller's /metrics: besides
+// dr-syncer's own metrics, the process's (process_resident_memory_bytes,
+// process_cpu_seconds_total…) and the Go runtime's (go_memstats_*,
+// go_gc_gogc_percent, go_gc_gomemlimit_bytes…), with which the memory the
+// controller takes, and the targets it runs under, are seen where it runs.
+func runRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // cgroupMemoryLimit reads the memory limit of the process's cgroup (v2,

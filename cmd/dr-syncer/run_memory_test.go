@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"runtime/debug"
 	"testing"
 
@@ -81,5 +82,40 @@ func TestSetGCPercent(t *testing.T) {
 		}
 		require.Equal(t, tc.want, got, tc.flag)
 		require.Equal(t, tc.want, debug.SetGCPercent(100), tc.flag)
+	}
+}
+
+// TestRunRegistry: the controller's /metrics registry exports the
+// process's resident memory and CPU and the Go runtime's garbage collector
+// target and memory limit, as --gc-percent and --memory-limit set them.
+func TestRunRegistry(t *testing.T) {
+	prevPct := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(prevPct); debug.SetMemoryLimit(prevLimit) })
+	t.Setenv("GOGC", "")
+	_, err := setGCPercent("auto")
+	require.NoError(t, err)
+	_, err = setMemoryLimit("300Mi")
+	require.NoError(t, err)
+
+	families, err := runRegistry().Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, f := range families {
+		if m := f.GetMetric(); len(m) == 1 {
+			switch {
+			case m[0].GetGauge() != nil:
+				got[f.GetName()] = m[0].GetGauge().GetValue()
+			case m[0].GetCounter() != nil:
+				got[f.GetName()] = m[0].GetCounter().GetValue()
+			}
+		}
+	}
+	require.Equal(t, float64(controller.DefaultGCPercent), got["go_gc_gogc_percent"])
+	require.Equal(t, float64(300<<20), got["go_gc_gomemlimit_bytes"])
+	require.Greater(t, got["go_memstats_heap_alloc_bytes"], 0.0)
+	if _, err := os.Stat("/proc/self/stat"); err == nil {
+		require.Greater(t, got["process_resident_memory_bytes"], 0.0)
+		require.Contains(t, got, "process_cpu_seconds_total")
 	}
 }
