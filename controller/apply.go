@@ -140,6 +140,9 @@ type applier struct {
 	// (as the cache shares them: compact and sealed); none after a failure.
 	last     plumbing.Hash
 	lastObjs []*unstructured.Unstructured
+	// lastSet is lastObjs as a set, as changedObjects made it (nil: to be
+	// made): one 10,000-entry map an incremental apply, not two.
+	lastSet map[*unstructured.Unstructured]bool
 	// opened are the Secrets of lastObjs, opened: a sealed object the
 	// next commit renders unchanged (the same pointer) is not opened again.
 	opened map[*unstructured.Unstructured]*unstructured.Unstructured
@@ -165,29 +168,28 @@ func (a *applier) apply(ctx context.Context, opts ApplyOptions, commit plumbing.
 	if err != nil {
 		return res, false, err
 	}
-	last, lastObjs := a.last, a.lastObjs
-	a.last, a.lastObjs = plumbing.ZeroHash, nil // until this apply succeeds
+	last, lastObjs, lastSet := a.last, a.lastObjs, a.lastSet
+	a.last, a.lastObjs, a.lastSet = plumbing.ZeroHash, nil, nil // until this apply succeeds
 	opened := make(map[*unstructured.Unstructured]*unstructured.Unstructured)
 	desired := make([]*unstructured.Unstructured, len(objs))
-	byRendered := make(map[*unstructured.Unstructured]*unstructured.Unstructured, len(objs))
 	for i, o := range objs {
 		if desired[i], err = a.open(o, opts.Identity, opened); err != nil {
 			return res, false, err
 		}
-		byRendered[o] = desired[i]
 	}
 	// The set stays compact: the reconciler expands an object where it
 	// reads it, and drops it after (a whole set in full is ~36 MB at
 	// 10,000 objects).
 	aopts := reconciler.ApplyOptions{Commit: commit.String(), DryRun: opts.DryRun, AllowMassPrune: opts.AllowMassPrune, Expand: render.Expand}
 	if !full && !last.IsZero() && lastObjs != nil {
-		var changed []*unstructured.Unstructured
-		for _, o := range changedObjects(lastObjs, objs) {
-			changed = append(changed, byRendered[o])
+		idx, set := changedObjects(lastObjs, lastSet, objs)
+		changed := make([]*unstructured.Unstructured, len(idx))
+		for j, i := range idx {
+			changed[j] = desired[i]
 		}
 		res.Result, err = a.mgr.ApplyDelta(ctx, desired, reconciler.Delta{Since: last.String(), Changed: changed}, aopts)
 		if err == nil {
-			a.last, a.lastObjs, a.opened = commit, objs, opened
+			a.last, a.lastObjs, a.lastSet, a.opened = commit, objs, set, opened
 			return res, true, nil
 		}
 		if ctx.Err() != nil {
@@ -244,42 +246,47 @@ func (a *applier) open(o *unstructured.Unstructured, id *age.X25519Identity, ope
 	return u, nil
 }
 
-// changedObjects returns the objects of next that are not in prev, or
-// whose content differs. An object the cache gave for both (the same
-// pointer) is unchanged without a look; two compact objects (the cache's)
-// are compared by their maps, which hold their JSON: only the few objects
-// that are in one set and not the other are keyed (reading an object's
-// kind parses its apiVersion, which for every object of a large set costs
-// more than the rest of a small incremental apply).
-func changedObjects(prev, next []*unstructured.Unstructured) []*unstructured.Unstructured {
+// changedObjects returns the indices of the objects of next that are not
+// in prev, or whose content differs, and next as a set (the prevSet of the
+// next call); prevSet is prev as a set, or nil to make it. An object the
+// cache gave for both (the same pointer) is unchanged without a look; two
+// compact objects (the cache's) are compared by their maps, which hold
+// their JSON: only the few objects that are in one set and not the other
+// are keyed (reading an object's kind parses its apiVersion, which for
+// every object of a large set costs more than the rest of a small
+// incremental apply).
+func changedObjects(prev []*unstructured.Unstructured, prevSet map[*unstructured.Unstructured]bool, next []*unstructured.Unstructured) (changed []int, nextSet map[*unstructured.Unstructured]bool) {
 	type key struct{ group, kind, namespace, name string }
 	keyOf := func(o *unstructured.Unstructured) key {
 		gvk := o.GroupVersionKind()
 		return key{gvk.Group, gvk.Kind, o.GetNamespace(), o.GetName()}
 	}
-	inNext := make(map[*unstructured.Unstructured]bool, len(next))
+	if prevSet == nil {
+		prevSet = make(map[*unstructured.Unstructured]bool, len(prev))
+		for _, o := range prev {
+			prevSet[o] = true
+		}
+	}
+	nextSet = make(map[*unstructured.Unstructured]bool, len(next))
 	for _, o := range next {
-		inNext[o] = true
+		nextSet[o] = true
 	}
 	// A key is unique within a set, so an object of prev that next also
 	// holds (the same pointer) is never the previous version of another.
-	inPrev := make(map[*unstructured.Unstructured]bool, len(prev))
 	old := map[key]*unstructured.Unstructured{}
 	for _, o := range prev {
-		inPrev[o] = true
-		if !inNext[o] {
+		if !nextSet[o] {
 			old[keyOf(o)] = o
 		}
 	}
-	var changed []*unstructured.Unstructured
-	for _, o := range next {
-		if inPrev[o] {
+	for i, o := range next {
+		if prevSet[o] {
 			continue
 		}
 		if p := old[keyOf(o)]; p != nil && equality.Semantic.DeepEqual(p.Object, o.Object) {
 			continue
 		}
-		changed = append(changed, o)
+		changed = append(changed, i)
 	}
-	return changed
+	return changed, nextSet
 }

@@ -126,8 +126,9 @@ func BenchmarkChangedObjects(b *testing.B) {
 	}
 	next := slices.Clone(prev)
 	next[4321] = configMap("ns1", "obj-04321", "2")
+	_, prevSet := changedObjects(nil, nil, prev)
 	for b.Loop() {
-		if got := changedObjects(prev, next); len(got) != 1 {
+		if got, _ := changedObjects(prev, prevSet, next); len(got) != 1 {
 			b.Fatalf("%d changed, want 1", len(got))
 		}
 	}

@@ -236,6 +236,15 @@ func TestChangedObjects(t *testing.T) {
 	b2 := configMap("n", "b", "1") // another pointer, same content
 	c2 := configMap("n", "c", "2")
 	d := configMap("n", "d", "1")
-	got := changedObjects([]*unstructured.Unstructured{a, b, c}, []*unstructured.Unstructured{a, b2, c2, d})
-	require.Equal(t, []*unstructured.Unstructured{c2, d}, got)
+	prev, next := []*unstructured.Unstructured{a, b, c}, []*unstructured.Unstructured{a, b2, c2, d}
+	got, set := changedObjects(prev, nil, next)
+	require.Equal(t, []int{2, 3}, got) // c2 and d
+	require.Equal(t, map[*unstructured.Unstructured]bool{a: true, b2: true, c2: true, d: true}, set)
+	// With prev's set given, as the applier keeps it: the same answer.
+	again, _ := changedObjects(prev, map[*unstructured.Unstructured]bool{a: true, b: true, c: true}, next)
+	require.Equal(t, got, again)
+	// The set next gave, for the commit after: e new, c2 left.
+	e := configMap("n", "e", "1")
+	third, _ := changedObjects(next, set, []*unstructured.Unstructured{a, b2, d, e})
+	require.Equal(t, []int{3}, third)
 }
