@@ -57,7 +57,7 @@ const (
 // run` sets unless GOGC is set: a heap of 1.5 times the live data instead
 // of twice. The controller's peak is its heap in the first full snapshot
 // and apply, and in bursts of changes, all of which allocate fast; see
-// "Memory" in the package documentation for what it costs and saves.
+// "Memory" in controller/doc.go for what it costs and saves.
 const DefaultGCPercent = 50
 
 // RunOptions configure the controller.
