@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,8 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/dr-syncer/dr-syncer/internal/benchfixture"
 )
 
 // BenchmarkContinuousLag measures the lag of continuous mode — from a
@@ -151,7 +152,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 	stopProfile := steadyProfile(b)
 
 	b.ResetTimer()
-	cpu0 := processCPU(b)
+	cpu0 := benchfixture.CPUTime()
 	var single []time.Duration
 	for i := range 20 {
 		n, t0 := change(benchNamespace(i%benchNamespaces), cms(100+i))
@@ -179,7 +180,7 @@ func BenchmarkContinuousLag(b *testing.B) {
 		burst = append(burst, at.Sub(t0))
 	}
 	b.StopTimer()
-	cpu := processCPU(b) - cpu0
+	cpu := benchfixture.CPUTime() - cpu0
 	stopProfile()
 
 	hwm, rss := residentMiB(b)
@@ -209,17 +210,6 @@ func BenchmarkContinuousLag(b *testing.B) {
 	b.ReportMetric(file, "RssFile-MiB")
 	b.ReportMetric(metric(b, reg, "dr_syncer_commits_total", "mode", "continuous"), "commits")
 	b.ReportMetric(cpu.Seconds(), "cpu-s")
-}
-
-// processCPU is the user and system CPU time of this process so far: in
-// the measured part, the controller's (and its garbage collector's) and
-// the test's own small share (the changes, the arrivals' informer).
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // steadyProfile writes a CPU profile of the measured part (the changes,

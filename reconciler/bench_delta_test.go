@@ -2,11 +2,12 @@ package reconciler
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dr-syncer/dr-syncer/internal/benchfixture"
 )
 
 // BenchmarkApplyDelta measures ApplyDelta of 1 and 30 changed ConfigMaps
@@ -53,9 +54,9 @@ func BenchmarkApplyDelta(b *testing.B) {
 					changed[i] = o
 				}
 				commit := fmt.Sprintf("c%d", seq)
-				before := cpuTime(b)
+				before := benchfixture.CPUTime()
 				res, err := m.ApplyDelta(b.Context(), set.objects, Delta{Since: since, Changed: changed}, ApplyOptions{Commit: commit})
-				cpu += cpuTime(b) - before
+				cpu += benchfixture.CPUTime() - before
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -67,15 +68,6 @@ func BenchmarkApplyDelta(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 		})
 	}
-}
-
-// cpuTime is the user and system CPU time of this process so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkInventoryUpdate measures the inventory work of an ApplyDelta

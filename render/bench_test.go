@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/internal/benchfixture"
 	"github.com/dr-syncer/dr-syncer/policies"
 )
 
@@ -115,7 +116,7 @@ func BenchmarkBuild(b *testing.B) {
 		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
 			repo, head, cfg := benchRepo(b, n)
 			ctx := context.Background()
-			cpu := cpuTime()
+			cpu := benchfixture.CPUTime()
 			for b.Loop() {
 				objs, err := Build(ctx, repo, head, cfg)
 				if err != nil {
@@ -125,7 +126,7 @@ func BenchmarkBuild(b *testing.B) {
 					b.Fatalf("%d objects, want %d", len(objs), n+10)
 				}
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchfixture.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -156,21 +157,21 @@ func BenchmarkBuildParts(b *testing.B) {
 			return bd
 		}
 		b.Run(fmt.Sprintf("objects=%d/read", n), func(b *testing.B) {
-			cpu := cpuTime()
+			cpu := benchfixture.CPUTime()
 			for b.Loop() {
 				load()
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchfixture.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 		bd := load()
 		b.Run(fmt.Sprintf("objects=%d/kustomize", n), func(b *testing.B) {
-			cpu := cpuTime()
+			cpu := benchfixture.CPUTime()
 			for b.Loop() {
 				if _, err := bd.build(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchfixture.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 		if n > 1000 {
 			continue // several minutes: kustomize's time grows with the square
@@ -179,13 +180,13 @@ func BenchmarkBuildParts(b *testing.B) {
 			old := chunkSize
 			chunkSize = 1 << 30
 			defer func() { chunkSize = old }()
-			cpu := cpuTime()
+			cpu := benchfixture.CPUTime()
 			for b.Loop() {
 				if _, err := bd.build(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchfixture.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -204,7 +205,7 @@ func BenchmarkCacheBuild(b *testing.B) {
 			}
 			_, cold := c.Stats()
 			p := "snapshots/prod/ns3/ConfigMap/obj-00003.yaml"
-			cpu := cpuTime()
+			cpu := benchfixture.CPUTime()
 			i := 0
 			for b.Loop() {
 				b.StopTimer()
@@ -220,7 +221,7 @@ func BenchmarkCacheBuild(b *testing.B) {
 					b.Fatalf("%d objects, want %d", len(objs), n+10)
 				}
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchfixture.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 			_, misses := c.Stats()
 			b.ReportMetric(float64(misses-cold)/float64(b.N), "runs/op")
 		})

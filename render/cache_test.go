@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/dr-syncer/dr-syncer/gitstore"
+	"github.com/dr-syncer/dr-syncer/internal/benchfixture"
 	"github.com/dr-syncer/dr-syncer/policies"
 )
 
@@ -436,7 +437,7 @@ func BenchmarkCacheBuildChanges(b *testing.B) {
 				b.Fatal(err)
 			}
 			_, cold := c.Stats()
-			cpu := cpuTime()
+			cpu := benchfixture.CPUTime()
 			for b.Loop() {
 				b.StopTimer()
 				round++
@@ -452,7 +453,7 @@ func BenchmarkCacheBuildChanges(b *testing.B) {
 					b.Fatalf("%d objects, want %d", len(objs), n+10)
 				}
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchfixture.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 			_, misses := c.Stats()
 			b.ReportMetric(float64(misses-cold)/float64(b.N), "runs/op")
 		})
