@@ -166,10 +166,16 @@ func (w *Watcher) HasSynced() bool {
 	if !w.namespaces.HasSynced() || !w.crds.HasSynced() {
 		return false
 	}
+	// Not under w.mu: a plain informer calls its handlers (report takes
+	// w.mu) while its queue may hold the lock its HasSynced takes.
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	ctls := make([]cache.Controller, 0, len(w.informers))
 	for _, i := range w.informers {
-		if !i.ctl.HasSynced() {
+		ctls = append(ctls, i.ctl)
+	}
+	w.mu.Unlock()
+	for _, c := range ctls {
+		if !c.HasSynced() {
 			return false
 		}
 	}
