@@ -602,9 +602,6 @@ func TestCRDChangeAndItsObjects(t *testing.T) {
 	require.Equal(t, "red", color)
 }
 
-// releaseServices deletes the Services of ns when the test ends, so that the
-// fixed ClusterIPs of the test are free for its next run (no controller
-// empties a deleted namespace here).
 // freeClusterIPs returns n ClusterIPs of the target's service range
 // (envtest's 10.0.0.0/24) that no Service holds, from the top of the range
 // down: a test that sets its Service's clusterIP must not take one that a
@@ -636,6 +633,9 @@ func freeClusterIPs(t *testing.T, n int) []string {
 	return free
 }
 
+// releaseServices deletes the Services of ns when the test ends, so that the
+// fixed ClusterIPs of the test are free for its next run (no controller
+// empties a deleted namespace here).
 func releaseServices(t *testing.T, ns string) {
 	t.Cleanup(func() {
 		services := schema.GroupVersionResource{Version: "v1", Resource: "services"}

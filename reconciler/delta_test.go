@@ -233,7 +233,7 @@ func TestApplyExpand(t *testing.T) {
 	require.Equal(t, map[string]string{refOf(full[0]).String(): "c1", refOf(full[1]).String(): "c2", refOf(full[2]).String(): "c2"}, entries)
 
 	// The whole set: a drift of a is seen through Expand and corrected,
-	// b and c are unchanged; what Expand gives is not kept.
+	// b and c are unchanged; the set's objects stay stand-ins.
 	live := getLive(t, m, refOf(full[0]))
 	require.NoError(t, unstructured.SetNestedField(live.Object, "drift", "data", "x"))
 	live.SetManagedFields(nil)

@@ -99,19 +99,6 @@ func (s *storedInventory) count() int {
 	return len(s.Entries)
 }
 
-// holds reports whether the inventory has an entry for k.
-func (s *storedInventory) holds(k objKey) bool {
-	if s.state != nil {
-		return s.state.holds(k)
-	}
-	for _, e := range s.Entries {
-		if e.Object.key() == k {
-			return true
-		}
-	}
-	return false
-}
-
 // inventoryState is the inventory as last read or written by this Manager,
 // kept between applies: valid while the head's resourceVersion, and the
 // shards' when there are any, are the ones it records. Immutable once made.
@@ -160,12 +147,6 @@ func (s *inventoryState) entries() []InventoryEntry {
 		s.merged = all
 	})
 	return s.merged
-}
-
-func (s *inventoryState) holds(k objKey) bool {
-	found := false
-	s.withKeys(func(keys map[objKey]entryPos) { _, found = keys[k] })
-	return found
 }
 
 // withKeys calls f with the key set of s, built if need be. f must not
@@ -647,14 +628,9 @@ func (m *Manager) encodeInventory(prev *storedInventory, inv *Inventory) (s *inv
 			continue
 		}
 		dirty = append(dirty, i)
-		if len(es) == 0 {
-			continue
+		if err := s.setBucket(i, es); err != nil {
+			return nil, nil, err
 		}
-		blob, err := encodeBucket(es)
-		if err != nil {
-			return nil, nil, fmt.Errorf("bucket %d: %w", i, err)
-		}
-		s.blobs[i] = blob
 	}
 	switch {
 	case reuse == nil:
@@ -672,20 +648,20 @@ func (m *Manager) encodeInventory(prev *storedInventory, inv *Inventory) (s *inv
 // copied, compared and encoded again; the others, and their encoding, are
 // shared with prev. prev must have buckets.
 func updateState(prev *inventoryState, head Inventory, pruned pruneResults, applied []Change, commit string) (*inventoryState, []int, error) {
-	gone := map[objKey]bool{}
 	touched := map[int]bool{}
+	prunedIn := map[int]pruneResults{}
 	for _, r := range pruned {
 		if r.action != "" {
-			k := r.entry.Object.key()
-			gone[k] = true
-			touched[bucketOf(k)] = true
+			b := bucketOf(r.entry.Object.key())
+			prunedIn[b] = append(prunedIn[b], r)
+			touched[b] = true
 		}
 	}
-	upd := make(map[objKey]Change, len(applied))
+	appliedIn := map[int][]Change{}
 	for _, c := range applied {
-		k := c.Object.key()
-		upd[k] = c
-		touched[bucketOf(k)] = true
+		b := bucketOf(c.Object.key())
+		appliedIn[b] = append(appliedIn[b], c)
+		touched[b] = true
 	}
 	s := &inventoryState{
 		inv:     Inventory{Commit: head.Commit, AppliedAt: head.AppliedAt},
@@ -696,50 +672,31 @@ func updateState(prev *inventoryState, head Inventory, pruned pruneResults, appl
 	dirty := []int{}
 	for _, b := range slices.Sorted(maps.Keys(touched)) {
 		old := prev.buckets[b]
-		es := make([]InventoryEntry, 0, len(old)+len(upd))
-		seen := map[objKey]bool{}
-		for _, e := range old {
-			k := e.Object.key()
-			if gone[k] {
-				continue
-			}
-			if c, ok := upd[k]; ok {
-				seen[k] = true
-				n := InventoryEntry{Object: c.Object, Commit: commit}
-				if c.Action == Unchanged && e.Commit != "" {
-					n.Commit = e.Commit
-				}
-				e = n
-			}
-			es = append(es, e)
-		}
-		var added []InventoryEntry
-		for k, c := range upd {
-			if bucketOf(k) == b && !seen[k] {
-				added = append(added, InventoryEntry{Object: c.Object, Commit: commit})
-			}
-		}
-		sortEntries(added)
-		for _, e := range added {
-			i, _ := slices.BinarySearchFunc(es, e, compareEntries)
-			es = slices.Insert(es, i, e)
-		}
+		es := overlayInventory(withoutPruned(old, prunedIn[b]), appliedIn[b], commit)
 		s.n += len(es) - len(old)
 		if slices.Equal(es, old) {
 			continue
 		}
 		dirty = append(dirty, b)
-		s.buckets[b], s.blobs[b] = es, nil
-		if len(es) == 0 {
-			continue
+		if err := s.setBucket(b, es); err != nil {
+			return nil, nil, err
 		}
-		blob, err := encodeBucket(es)
-		if err != nil {
-			return nil, nil, fmt.Errorf("bucket %d: %w", b, err)
-		}
-		s.blobs[b] = blob
 	}
 	return s, dirty, nil
+}
+
+// setBucket makes es bucket i of s, encoded (no blob when it is empty).
+func (s *inventoryState) setBucket(i int, es []InventoryEntry) error {
+	s.buckets[i], s.blobs[i] = es, nil
+	if len(es) == 0 {
+		return nil
+	}
+	blob, err := encodeBucket(es)
+	if err != nil {
+		return fmt.Errorf("bucket %d: %w", i, err)
+	}
+	s.blobs[i] = blob
+	return nil
 }
 
 func (c *inventoryCache) disabled() bool {

@@ -96,6 +96,7 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 	p := &plan{byKey: make(map[objKey]*item, len(objects))}
 	crdKinds := map[schema.GroupKind]crdKind{}
 	setNamespaces := map[string]bool{}
+	expanded := map[*unstructured.Unstructured]*unstructured.Unstructured{} // the stand-ins plan reads, in full
 	for _, o := range objects {
 		if o == nil {
 			continue
@@ -108,7 +109,7 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 				if err != nil {
 					return nil, objectErr(refOf(o), "read the desired object", err)
 				}
-				o = full
+				expanded[o], o = full, full
 			}
 			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
 			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
@@ -190,9 +191,12 @@ func (m *Manager) plan(ctx context.Context, objects []*unstructured.Unstructured
 		obj, objExpand := o, expand
 		if expand != nil && (ref.GroupKind() == crdGK || !mp.namespaced && ref.Namespace != "") {
 			// Read (a CRD's kind) or changed below: kept in full.
-			full, err := expand(o)
-			if err != nil {
-				return nil, objectErr(ref, "read the desired object", err)
+			full := expanded[o]
+			if full == nil {
+				var err error
+				if full, err = expand(o); err != nil {
+					return nil, objectErr(ref, "read the desired object", err)
+				}
 			}
 			obj, objExpand = full, nil
 		}
