@@ -163,11 +163,13 @@ spec:
 	// The applier keeps the rendered objects as the cache gives them:
 	// compact; only the opened Secret is held in full.
 	for _, o := range a.lastObjs {
-		require.True(t, render.IsCompact(o), "%s/%s", o.GetKind(), o.GetName())
+		_, compact := render.CompactJSON(o)
+		require.True(t, compact, "%s/%s", o.GetKind(), o.GetName())
 	}
 	require.Len(t, a.opened, 1)
 	for _, u := range a.opened {
-		require.False(t, render.IsCompact(u))
+		_, compact := render.CompactJSON(u)
+		require.False(t, compact)
 		require.Equal(t, "Secret", u.GetKind())
 	}
 

@@ -443,8 +443,10 @@ func TestGenerateReusesUnchanged(t *testing.T) {
 }
 
 // encodeCacheConfig is goldenConfig for a source and namespace of its own,
-// so that the encode cache and the source's objects are the test's alone.
-func encodeCacheConfig(t *testing.T, source, ns string) (*policies.SyncConfig, SnapshotOptions, string) {
+// so that the encode cache and the source's objects are the test's alone:
+// the options of a Snapshot of it into a new repository, and that
+// repository's directory.
+func encodeCacheConfig(t *testing.T, source, ns string) (SnapshotOptions, string) {
 	t.Helper()
 	applyManifests(t, clusters.Source, fmt.Sprintf(`
 apiVersion: v1
@@ -474,7 +476,7 @@ metadata: {name: web, namespace: %[1]s}
 	key := encodeKey(repo, source)
 	lastEncoded.forget(key)
 	t.Cleanup(func() { lastEncoded.forget(key) })
-	return cfg, SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer}, dir
+	return SnapshotOptions{Repo: repo, Config: cfg, Source: clusters.Source.Config, Sealer: sealer}, dir
 }
 
 // TestSnapshotEncodeCacheWarm: a second snapshot of an unchanged source
@@ -483,7 +485,7 @@ metadata: {name: web, namespace: %[1]s}
 func TestSnapshotEncodeCacheWarm(t *testing.T) {
 	ctx := t.Context()
 	const source = "encode-warm"
-	_, opts, dir := encodeCacheConfig(t, source, "encode-warm-shop")
+	opts, dir := encodeCacheConfig(t, source, "encode-warm-shop")
 
 	res, err := Snapshot(ctx, opts)
 	require.NoError(t, err)
@@ -538,7 +540,7 @@ func snapshotAndEdit(t *testing.T, opts SnapshotOptions, ns string) (string, []b
 func TestSnapshotRestoresEditedFile(t *testing.T) {
 	ctx := t.Context()
 	const source = "encode-edit"
-	_, opts, dir := encodeCacheConfig(t, source, "encode-edit-shop")
+	opts, dir := encodeCacheConfig(t, source, "encode-edit-shop")
 
 	path, original := snapshotAndEdit(t, opts, "encode-edit-shop")
 	require.NotEmpty(t, lastEncoded.previous(encodeKey(opts.Repo, source)), "the cache is warm")
@@ -563,7 +565,7 @@ func TestSnapshotRestoresEditedFile(t *testing.T) {
 func TestSnapshotEncodeCacheBlobGone(t *testing.T) {
 	ctx := t.Context()
 	const source = "encode-gone"
-	_, opts, dir := encodeCacheConfig(t, source, "encode-gone-shop")
+	opts, dir := encodeCacheConfig(t, source, "encode-gone-shop")
 	path, original := snapshotAndEdit(t, opts, "encode-gone-shop")
 	blob := plumbing.ComputeHash(plumbing.BlobObject, original).String()
 	require.NoError(t, os.Remove(filepath.Join(dir, ".git", "objects", blob[:2], blob[2:])))

@@ -467,9 +467,8 @@ func runKustomize(fs filesys.FileSystem, root string) (objs []*unstructured.Unst
 	if err != nil {
 		return nil, err
 	}
-	in := interner{}
 	for _, r := range m.Resources() {
-		if u, ok := toUnstructured(&r.RNode, in); ok {
+		if u, ok := toUnstructured(&r.RNode); ok {
 			objs = append(objs, u)
 			continue
 		}

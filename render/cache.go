@@ -204,7 +204,7 @@ func (c *Cache) setPatch(e *cachedBlob, f *patchFacts) {
 }
 
 // Build is [Build] through the cache. The objects it returns are compact
-// (IsCompact): their maps hold their identity only — apiVersion, kind,
+// (CompactJSON): their maps hold their identity only — apiVersion, kind,
 // metadata.name and metadata.namespace — and [Expand] gives the object
 // [Build] gives. They are shared with the cache and with other builds: a
 // caller must not modify them. The same object (pointer) coming back from

@@ -23,12 +23,10 @@ import (
 // field of a Kubernetes object is named so.
 const compactKey = "dr-syncer.io/rendered-json"
 
-// compact returns the compact form of o, or o itself when it is compact
-// already or cannot be encoded (kept as maps: Expand returns it as is).
+// compact returns the compact form of o, an object of a kustomize run, or
+// o itself when it cannot be encoded (kept as maps: Expand returns it as
+// is).
 func compact(o *unstructured.Unstructured) *unstructured.Unstructured {
-	if o == nil || o.Object[compactKey] != nil {
-		return o
-	}
 	data, err := json.Marshal(o.Object)
 	if err != nil {
 		return o
@@ -59,21 +57,11 @@ func compactAll(objs []*unstructured.Unstructured) []*unstructured.Unstructured 
 	return objs
 }
 
-// IsCompact says whether o is a compact object of a Cache's build, which
-// holds only its identity in its map: read its content through Expand.
-func IsCompact(o *unstructured.Unstructured) bool {
-	if o == nil {
-		return false
-	}
-	_, ok := o.Object[compactKey].(string)
-	return ok
-}
-
 // Expand returns the object that o, an object of a Cache's build, holds:
 // decoded afresh from its JSON when it is compact (the caller may modify
 // the copy), or o itself when it is not (shared: not to be modified).
 func Expand(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	data, ok := o.Object[compactKey].(string)
+	data, ok := CompactJSON(o)
 	if !ok {
 		return o, nil
 	}
@@ -84,7 +72,8 @@ func Expand(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
-// CompactJSON returns the JSON of o when it is compact.
+// CompactJSON returns the JSON of o when it is compact: an object of a
+// Cache's build, whose map holds only its identity.
 func CompactJSON(o *unstructured.Unstructured) (string, bool) {
 	s, ok := o.Object[compactKey].(string)
 	return s, ok

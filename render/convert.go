@@ -19,18 +19,12 @@ import (
 // maps, writes them as JSON and decodes that: four passes over every object
 // of a build, whose garbage made most of the controller's peak heap in the
 // first build of a large snapshot.
-//
-// Strings are interned through in (one interner for the objects of a run):
-// the YAML parser allocates every key and scalar on its own, so the keys
-// and the short values that objects share (apiVersion, kind, namespace,
-// label keys, field names of a pod template…) would each be held once per
-// object for as long as the build is cached.
-func toUnstructured(rn *yaml.RNode, in interner) (*unstructured.Unstructured, bool) {
+func toUnstructured(rn *yaml.RNode) (*unstructured.Unstructured, bool) {
 	n := rn.YNode()
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil, false
 	}
-	v, ok := in.nodeValue(n)
+	v, ok := nodeValue(n)
 	if !ok {
 		return nil, false
 	}
@@ -42,30 +36,15 @@ func toUnstructured(rn *yaml.RNode, in interner) (*unstructured.Unstructured, bo
 	return &unstructured.Unstructured{Object: obj}, true
 }
 
-// interner maps a string to the copy of it that it saw first.
-type interner map[string]string
-
-// maxInterned is the length of the longest scalar value interned: longer
-// ones (ConfigMap data, certificates…) are seldom shared.
-const maxInterned = 64
-
-func (in interner) intern(s string) string {
-	if c, ok := in[s]; ok {
-		return c
-	}
-	in[s] = s
-	return s
-}
-
 // nodeValue is the value of n as the JSON decoding of the Unstructured
 // scheme gives it: strings, int64, bool, nil, []any and map[string]any.
-func (in interner) nodeValue(n *yaml.Node) (any, bool) {
+func nodeValue(n *yaml.Node) (any, bool) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) != 1 {
 			return nil, false
 		}
-		return in.nodeValue(n.Content[0])
+		return nodeValue(n.Content[0])
 	case yaml.MappingNode:
 		if n.ShortTag() != yaml.NodeTagMap || len(n.Content)%2 != 0 {
 			return nil, false
@@ -79,11 +58,11 @@ func (in interner) nodeValue(n *yaml.Node) (any, bool) {
 			if _, dup := m[k.Value]; dup {
 				return nil, false // the YAML decoder refuses it: say so the long way
 			}
-			v, ok := in.nodeValue(n.Content[i+1])
+			v, ok := nodeValue(n.Content[i+1])
 			if !ok {
 				return nil, false
 			}
-			m[in.intern(k.Value)] = v
+			m[k.Value] = v
 		}
 		return m, true
 	case yaml.SequenceNode:
@@ -92,7 +71,7 @@ func (in interner) nodeValue(n *yaml.Node) (any, bool) {
 		}
 		l := make([]any, len(n.Content))
 		for i, c := range n.Content {
-			v, ok := in.nodeValue(c)
+			v, ok := nodeValue(c)
 			if !ok {
 				return nil, false
 			}
@@ -100,11 +79,7 @@ func (in interner) nodeValue(n *yaml.Node) (any, bool) {
 		}
 		return l, true
 	case yaml.ScalarNode:
-		v, ok := scalarValue(n)
-		if s, isString := v.(string); isString && len(s) <= maxInterned {
-			return in.intern(s), ok
-		}
-		return v, ok
+		return scalarValue(n)
 	}
 	return nil, false // an alias
 }

@@ -73,7 +73,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, ok := toUnstructured(rn, interner{})
+			got, ok := toUnstructured(rn)
 			if ok != tc.direct {
 				t.Fatalf("converted directly: %v, want %v", ok, tc.direct)
 			}

@@ -130,14 +130,7 @@ func TestCacheDeltaBench(t *testing.T) {
 	for round := 1; round <= rounds; round++ {
 		files := benchChanges(n, 30, round)
 		h := commit(t, repo, files, fmt.Sprintf("round %d", round)).String()
-		got, err := c.Build(ctx, repo, h, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := Build(ctx, repo, h, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got, want := buildBoth(t, c, repo, h, cfg)
 		if diff := cmp.Diff(string(stream(t, want)), string(stream(t, got))); diff != "" {
 			t.Fatalf("round %d: the delta build differs from a build (-want +got):\n%s", round, diff)
 		}

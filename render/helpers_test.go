@@ -149,3 +149,17 @@ type (
 	repoT = *gitstore.Repository
 	cfgT  = *policies.SyncConfig
 )
+
+// buildBoth builds rev through c and without a cache.
+func buildBoth(t testing.TB, c *Cache, repo *gitstore.Repository, rev string, cfg *policies.SyncConfig) (got, want []*unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := c.Build(ctx, repo, rev, cfg)
+	if err != nil {
+		t.Fatalf("build %s through the cache: %v", rev, err)
+	}
+	if want, err = Build(ctx, repo, rev, cfg); err != nil {
+		t.Fatalf("build %s: %v", rev, err)
+	}
+	return got, want
+}

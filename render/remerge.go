@@ -1,8 +1,6 @@
 package render
 
 import (
-	"unsafe"
-
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -123,7 +121,7 @@ func remerge(base *mergeBase, results [][]*unstructured.Unstructured) (objs []*u
 		first **unstructured.Unstructured
 		n     int
 	}
-	idOf := func(s []*unstructured.Unstructured) sliceID { return sliceID{unsafe.SliceData(s), len(s)} }
+	idOf := func(s []*unstructured.Unstructured) sliceID { return sliceID{&s[0], len(s)} } // s is not empty
 	// 1: a chunk of base not (yet) found among results; -1: found.
 	old := make(map[sliceID]int, len(base.results))
 	for _, s := range base.results {
