@@ -69,7 +69,10 @@ func TestEncodeTreeAsGoGit(t *testing.T) {
 			if got != obj.Hash() {
 				t.Errorf("hash %s, go-git %s", got, obj.Hash())
 			}
-			if len(tb.objects) != 1 || !bytes.Equal(tb.objects[0].data, want) || tb.objects[0].typ != plumbing.TreeObject {
+			if len(tb.objects) != 1 {
+				t.Fatalf("%d objects written, want the tree alone", len(tb.objects))
+			}
+			if !bytes.Equal(tb.objects[0].data, want) || tb.objects[0].typ != plumbing.TreeObject {
 				t.Errorf("encoded %q, go-git %q", tb.objects[0].data, want)
 			}
 		})
