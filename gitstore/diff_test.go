@@ -110,8 +110,8 @@ func TestDiffErrors(t *testing.T) {
 }
 
 // TestDiffBlobs diffs files of which some are given by their blob hash:
-// equal to the tip's, unchanged and not read; different, or not at the tip,
-// read from the repository's objects; not there, ErrBlobMissing.
+// equal to the tip's, unchanged; different, or not at the tip, read from
+// the repository's objects; not there, ErrBlobMissing.
 func TestDiffBlobs(t *testing.T) {
 	r, dir := initRepo(t)
 	const prefix = "snapshots/prod/"

@@ -183,7 +183,7 @@ func TestFilesThroughTreeMemo(t *testing.T) {
 	var revs []string
 	steps := [][]Change{
 		{put("a/x.yaml", "1"), put("a/b/y.yaml", "1"), put("c/z.yaml", "1")},
-		{put("a/b/y.yaml", "2")},                    // a deep file: a/ and a/b/ change, c/ is taken from the memo
+		{put("a/b/y.yaml", "2")},                    // a deep file: a/ and a/b/ change, c/ does not
 		{del("c/z.yaml"), put("d/z.yaml", "1")},     // a directory goes, another comes
 		{put("e/b/y.yaml", "2")},                    // the same tree as a/b/ at another path
 		{put("a/x.yaml", "1"), put("a/n.yaml", "")}, // an empty file beside an unchanged one
