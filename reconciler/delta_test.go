@@ -276,7 +276,7 @@ func TestApplyDeltaStateMatchesRead(t *testing.T) {
 		require.NoError(t, err, step)
 		require.Equal(t, read.inv.Commit, cached.inv.Commit, step)
 		require.Equal(t, read.rv, cached.rv, step)
-		require.Equal(t, read.n, cached.n, step)
+		require.Equal(t, read.count(), cached.count(), step)
 		require.Equal(t, read.entries(), cached.entries(), step)
 		if diff := cmp.Diff(read.buckets, cached.buckets, cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("%s: buckets (-read +cached):\n%s", step, diff)

@@ -94,9 +94,21 @@ func (s *storedInventory) entries() []InventoryEntry {
 // count is len(s.entries()), without merging the buckets.
 func (s *storedInventory) count() int {
 	if s.state != nil {
-		return s.state.n
+		return s.state.count()
 	}
 	return len(s.Entries)
+}
+
+// count is the number of entries of s.
+func (s *inventoryState) count() int {
+	if s.buckets == nil {
+		return len(s.inv.Entries)
+	}
+	n := 0
+	for _, es := range s.buckets {
+		n += len(es)
+	}
+	return n
 }
 
 // inventoryState is the inventory as last read or written by this Manager,
@@ -104,7 +116,6 @@ func (s *storedInventory) count() int {
 // shards' when there are any, are the ones it records. Immutable once made.
 type inventoryState struct {
 	inv    Inventory // Entries: nil when made from buckets; see entries
-	n      int       // the number of entries
 	rv     string
 	shards []shardRef // v2 shards, in order; empty when inline
 	// buckets and blobs are the entries of each bucket, in order, and
@@ -139,7 +150,7 @@ func (s *inventoryState) entries() []InventoryEntry {
 		return s.inv.Entries
 	}
 	s.mergeOnce.Do(func() {
-		all := make([]InventoryEntry, 0, s.n)
+		all := make([]InventoryEntry, 0, s.count())
 		for _, b := range s.buckets {
 			all = append(all, b...)
 		}
@@ -155,7 +166,7 @@ func (s *inventoryState) withKeys(f func(map[objKey]entryPos)) {
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()
 	if s.keys == nil {
-		s.keys = make(map[objKey]entryPos, s.n)
+		s.keys = make(map[objKey]entryPos, s.count())
 		if s.buckets == nil {
 			for i, e := range s.inv.Entries {
 				s.keys[e.Object.key()] = entryPos{index: int32(i)}
@@ -363,9 +374,8 @@ func (m *Manager) readWholeInventory(ctx context.Context) (*inventoryState, erro
 	default:
 		return nil, fmt.Errorf("unknown format %q (want %q)", f, inventoryFormat)
 	}
-	s.n = len(s.inv.Entries)
-	if want := head.Data["entries"]; want != "" && want != strconv.Itoa(s.n) {
-		return nil, fmt.Errorf("%d entries, the head says %s", s.n, want)
+	if want := head.Data["entries"]; want != "" && want != strconv.Itoa(len(s.inv.Entries)) {
+		return nil, fmt.Errorf("%d entries, the head says %s", len(s.inv.Entries), want)
 	}
 	return s, nil
 }
@@ -536,7 +546,7 @@ func (m *Manager) writeState(ctx context.Context, prev *storedInventory, s *inve
 			"format":    inventoryFormat,
 			"commit":    inv.Commit,
 			"appliedAt": inv.AppliedAt.UTC().Format(time.RFC3339Nano),
-			"entries":   strconv.Itoa(s.n),
+			"entries":   strconv.Itoa(s.count()),
 			"buckets":   strconv.Itoa(inventoryBuckets),
 		},
 	}
@@ -617,7 +627,7 @@ func (s *storedInventory) stateShards() []shardRef {
 // encodeInventory returns the state of inv, with its buckets encoded: those
 // of prev's state whose entries are the same are taken as they are.
 func (m *Manager) encodeInventory(prev *storedInventory, inv *Inventory) (s *inventoryState, dirty []int, err error) {
-	s = &inventoryState{inv: *inv, n: len(inv.Entries), buckets: splitBuckets(inv.Entries), blobs: make([][]byte, inventoryBuckets)}
+	s = &inventoryState{inv: *inv, buckets: splitBuckets(inv.Entries), blobs: make([][]byte, inventoryBuckets)}
 	var reuse *inventoryState
 	if p := prev.state; p != nil && p.blobs != nil && !m.invCache.disabled() {
 		reuse = p
@@ -665,7 +675,6 @@ func updateState(prev *inventoryState, head Inventory, pruned pruneResults, appl
 	}
 	s := &inventoryState{
 		inv:     Inventory{Commit: head.Commit, AppliedAt: head.AppliedAt},
-		n:       prev.n,
 		buckets: slices.Clone(prev.buckets),
 		blobs:   slices.Clone(prev.blobs),
 	}
@@ -673,7 +682,6 @@ func updateState(prev *inventoryState, head Inventory, pruned pruneResults, appl
 	for _, b := range slices.Sorted(maps.Keys(touched)) {
 		old := prev.buckets[b]
 		es := overlayInventory(withoutPruned(old, prunedIn[b]), appliedIn[b], commit)
-		s.n += len(es) - len(old)
 		if slices.Equal(es, old) {
 			continue
 		}

@@ -394,7 +394,7 @@ func TestUpdateStateMatchesRebuild(t *testing.T) {
 				t.Fatalf("%s: buckets (-rebuilt +updated):\n%s", st.name, diff)
 			}
 			require.Equal(t, want.blobs, got.blobs, st.name)
-			require.Equal(t, want.n, got.n, st.name)
+			require.Equal(t, want.count(), got.count(), st.name)
 			require.Equal(t, want.inv.Entries, got.entries(), st.name)
 			for b := range inventoryBuckets {
 				require.Equal(t, slices.Contains(dirty, b), !slices.Equal(state.buckets[b], got.buckets[b]), "%s: bucket %d dirty", st.name, b)
@@ -403,7 +403,7 @@ func TestUpdateStateMatchesRebuild(t *testing.T) {
 				continue
 			}
 			state.takeKeys(got, dirty)
-			fresh := &inventoryState{n: got.n, buckets: got.buckets}
+			fresh := &inventoryState{buckets: got.buckets}
 			fresh.withKeys(func(map[objKey]entryPos) {})
 			got.withKeys(func(keys map[objKey]entryPos) {
 				require.Equal(t, fresh.keys, keys, "%s: key set", st.name)
