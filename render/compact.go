@@ -2,26 +2,22 @@ package render
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dr-syncer/dr-syncer/internal/standin"
 )
 
 // Compact objects.
 //
 // A Cache keeps the objects of the runs of its last builds, and the
 // controller holds them between commits: as maps, an object costs several
-// times its JSON. The cache keeps each object compact instead: an
-// Unstructured whose map holds only its identity — apiVersion, kind,
-// metadata.name and metadata.namespace — and, under compactKey, the whole
-// object as JSON. Identity (sorting, keys, the place of an object in a
-// set) reads the compact object as it is; content is read through Expand.
-// Two compact objects hold the same content exactly when their maps are
-// equal (the JSON of a map is canonical: keys sorted).
-
-// compactKey holds, in a compact object, the whole object as JSON. No
-// field of a Kubernetes object is named so.
-const compactKey = "dr-syncer.io/rendered-json"
+// times its JSON. The cache keeps each object compact instead, as a
+// stand-in (internal/standin): an Unstructured whose map holds only its
+// identity and the whole object as JSON. Identity (sorting, keys, the
+// place of an object in a set) reads the compact object as it is; content
+// is read through Expand. Two compact objects hold the same content
+// exactly when their maps are equal.
 
 // compact returns the compact form of o, an object of a kustomize run, or
 // o itself when it cannot be encoded (kept as maps: Expand returns it as
@@ -31,22 +27,7 @@ func compact(o *unstructured.Unstructured) *unstructured.Unstructured {
 	if err != nil {
 		return o
 	}
-	s := &unstructured.Unstructured{Object: map[string]any{compactKey: string(data)}}
-	for _, f := range []string{"apiVersion", "kind"} {
-		if v, ok := o.Object[f].(string); ok {
-			s.Object[f] = v
-		}
-	}
-	if md, ok := o.Object["metadata"].(map[string]any); ok {
-		m := map[string]any{}
-		for _, f := range []string{"name", "namespace"} {
-			if v, ok := md[f].(string); ok {
-				m[f] = v
-			}
-		}
-		s.Object["metadata"] = m
-	}
-	return s
+	return standin.New(o, data)
 }
 
 // compactAll compacts the objects of objs in place, and returns objs.
@@ -61,20 +42,14 @@ func compactAll(objs []*unstructured.Unstructured) []*unstructured.Unstructured 
 // decoded afresh from its JSON when it is compact (the caller may modify
 // the copy), or o itself when it is not (shared: not to be modified).
 func Expand(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	data, ok := CompactJSON(o)
-	if !ok {
-		return o, nil
+	if u, ok, err := standin.Expand(o); ok {
+		return u, err
 	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON([]byte(data)); err != nil {
-		return nil, fmt.Errorf("%s/%s/%s: expanding the rendered object: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
-	}
-	return u, nil
+	return o, nil
 }
 
 // CompactJSON returns the JSON of o when it is compact: an object of a
 // Cache's build, whose map holds only its identity.
 func CompactJSON(o *unstructured.Unstructured) (string, bool) {
-	s, ok := o.Object[compactKey].(string)
-	return s, ok
+	return standin.JSON(o)
 }

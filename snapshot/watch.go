@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/dr-syncer/dr-syncer/internal/standin"
 	"github.com/dr-syncer/dr-syncer/policies"
 )
 
@@ -81,15 +82,6 @@ type informer struct {
 // taken (labelled dr-syncer.io/ignore, excluded...): its going from taken to
 // not taken is a change like a removal.
 const notTakenKey = "dr-syncer.io/not-taken"
-
-// compactKey holds, in a cache's copy of a taken namespaced object, the
-// cleaned object encoded as JSON (without its resourceVersion); the copy's
-// other fields are its identity and resourceVersion, which the informer
-// reads. As nested maps, a cleaned object takes two to three times the
-// bytes of its JSON, and the caches hold every object of the mapped
-// namespaces for the life of the process; the few read at each commit are
-// decoded then.
-const compactKey = "dr-syncer.io/compact"
 
 // Watch starts watching the source for cfg. onChange is called, from the
 // informers' goroutines, with the object that changed (or appeared, or went)
@@ -624,7 +616,7 @@ func (w *Watcher) stopLocked(key informerKey, i *informer) []ID {
 // take is what the cache keeps of a live object: the object as the snapshot
 // takes it, or a small stand-in when the snapshot leaves it out.
 func (w *Watcher) take(u *unstructured.Unstructured) *unstructured.Unstructured {
-	if u.Object[compactKey] != nil || u.Object[notTakenKey] != nil {
+	if _, compact := standin.JSON(u); compact || u.Object[notTakenKey] != nil {
 		// Taken already: the informer may transform an object twice (the
 		// items of a list through a temporary store).
 		return u
@@ -649,15 +641,15 @@ func (w *Watcher) take(u *unstructured.Unstructured) *unstructured.Unstructured 
 	return compact(c, rv, data)
 }
 
-// compact is the cache's copy of the cleaned object c: its identity, the
-// resourceVersion rv (the informer compares resourceVersions after a
-// relist to tell real updates from replays) and data, c encoded as JSON.
+// compact is the cache's copy of the cleaned object c: a stand-in
+// (internal/standin: its identity, and data, c encoded as JSON) with the
+// resourceVersion rv, which the informer compares after a relist to tell
+// real updates from replays. As nested maps, a cleaned object takes two to
+// three times the bytes of its JSON, and the caches hold every object of
+// the mapped namespaces for the life of the process; the few read at each
+// commit are decoded then.
 func compact(c *unstructured.Unstructured, rv string, data []byte) *unstructured.Unstructured {
-	s := &unstructured.Unstructured{Object: map[string]any{compactKey: string(data)}}
-	s.SetAPIVersion(c.GetAPIVersion())
-	s.SetKind(c.GetKind())
-	s.SetNamespace(c.GetNamespace())
-	s.SetName(c.GetName())
+	s := standin.New(c, data)
 	s.SetResourceVersion(rv)
 	return s
 }
@@ -665,15 +657,10 @@ func compact(c *unstructured.Unstructured, rv string, data []byte) *unstructured
 // expand returns the cleaned object that u, a cache's copy, holds: decoded
 // from its JSON, or a copy of u when it is kept as maps.
 func expand(u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	data, ok := u.Object[compactKey].(string)
-	if !ok {
-		return u.DeepCopy(), nil
+	if o, ok, err := standin.Expand(u); ok {
+		return o, err
 	}
-	o := &unstructured.Unstructured{}
-	if err := o.UnmarshalJSON([]byte(data)); err != nil {
-		return nil, fmt.Errorf("%s/%s/%s: read from the cache: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-	}
-	return o, nil
+	return u.DeepCopy(), nil
 }
 
 // sameTaken reports whether an update leaves the taken object as it was
@@ -683,8 +670,8 @@ func sameTaken(old, cur any) bool {
 	if a == nil || b == nil {
 		return false
 	}
-	da, oka := a.Object[compactKey].(string)
-	db, okb := b.Object[compactKey].(string)
+	da, oka := standin.JSON(a)
+	db, okb := standin.JSON(b)
 	if oka && okb {
 		return da == db
 	}
